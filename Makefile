@@ -1,0 +1,30 @@
+# Two entry points for the README Quickstart. Each creates .venv (Python >= 3.10) on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+OUT    ?= rd_interp_demo
+
+.PHONY: demo test test-all venv clean
+
+$(BIN)/rd-interp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(BIN)/rd-interp
+
+## Run the main job on the shipped offline data and model family.
+demo: venv
+	$(BIN)/rd-interp demo --out $(OUT)
+
+## Install test dependencies and run the default (fast) test selection.
+test: venv
+	$(BIN)/python -m pytest -m "not slow" -q
+
+## Everything, including slow tests.
+test-all: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT)

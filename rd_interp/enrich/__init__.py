@@ -1,0 +1,1 @@
+"""GO enrichment of SAE latents: goatools-exact statistics, coverage, specificity, null control."""

@@ -1,0 +1,1 @@
+"""Bottom layer: files, formats, data sets and the on-disk embedding store."""

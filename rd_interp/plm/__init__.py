@@ -1,0 +1,1 @@
+"""Protein language models: fair-esm ESM-2 loading, embedding extraction, the shipped mini family."""

@@ -1,0 +1,1 @@
+"""Interpretability reports: figures, HTML, Markdown, JSON."""

@@ -1,0 +1,1 @@
+"""Sparse autoencoders (TopK, BatchTopK, ReLU-L1) on embedding spaces."""

@@ -1,0 +1,450 @@
+"""On-disk, memory-mapped store of per-residue embeddings.
+
+Why a store: embeddings of a few hundred thousand residues from several models do not fit in RAM
+comfortably, and every later stage (distillation statistics, SAE training, encoding) only needs to
+stream them. Layout of a store directory::
+
+    manifest.json          what produced it (model, layer, dtype, dim, sequence checksum, versions) and
+                           whether it is complete
+    shards/shard-00000.npy float16/float32 [rows, dim], plain .npy (np.load(mmap_mode="r"), no pickle)
+    shards/shard-00000.json ids and lengths of the proteins in that shard + the shard's sha256; written
+                           after the .npy, so it is the commit record of the shard
+    ids.txt, offsets.npy, lengths.npy   the global index (written by StoreWriter.close)
+
+Proteins are never split across shards and rows are stored in append order, so a resumed run that
+appends the remaining proteins in the same order produces byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from rd_interp.io.atomic import read_json, write_json, write_npy, write_text
+from rd_interp.io.provenance import versions
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rd_interp.embedding_store/1"
+_DTYPES = ("float16", "float32")
+_SHARD_RE = re.compile(r"^shard-(\d{5})\.json$")
+# Keys the writer adds itself; a caller's manifest is compared on everything else.
+_OWN_KEYS = ("format", "dim", "dtype", "shard_rows", "created_by", "complete", "n_proteins", "n_rows", "shards")
+
+
+
+class StoreError(ValueError):
+    """A store is missing, incomplete, corrupt, or does not match what the caller asked for."""
+
+
+def _shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def _check_columns(columns: Any, dim: int) -> slice | np.ndarray | None:
+    if columns is None or isinstance(columns, slice):
+        return columns
+    cols = np.asarray(columns)
+    if cols.dtype == bool:
+        if cols.shape != (dim,):
+            raise StoreError(f"boolean column mask has shape {cols.shape}, store dim is {dim}")
+        return np.flatnonzero(cols)
+    if cols.ndim != 1 or not np.issubdtype(cols.dtype, np.integer):
+        raise StoreError("columns must be a slice, a 1-D integer array or a boolean mask")
+    if cols.size and (cols.min() < -dim or cols.max() >= dim):
+        raise StoreError(f"column index out of range for store dim {dim}")
+    return cols.astype(np.int64)
+
+
+class EmbeddingStore:
+    """Read-only view of a complete store; shards are memory-mapped, every read returns float32."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mpath = self.path / "manifest.json"
+        if not mpath.is_file():
+            raise StoreError(f"{self.path}: not an embedding store (no manifest.json)")
+        self.manifest: dict[str, Any] = read_json(mpath)
+        if self.manifest.get("format") != FORMAT:
+            raise StoreError(f"{mpath}: unknown store format {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        if not self.manifest.get("complete"):
+            raise StoreError(
+                f"{self.path}: store is incomplete (an interrupted run); rerun the same command to resume it"
+            )
+        self.dim = int(self.manifest["dim"])
+        self.dtype = np.dtype(self.manifest["dtype"])
+        ids_text = (self.path / "ids.txt").read_text(encoding="utf-8")
+        self.ids: list[str] = ids_text.split("\n")[:-1] if ids_text else []
+        self.offsets = np.load(self.path / "offsets.npy", allow_pickle=False).astype(np.int64)
+        self.lengths = np.load(self.path / "lengths.npy", allow_pickle=False).astype(np.int64)
+        if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
+            raise StoreError(f"{self.path}: index files disagree on the number of proteins")
+        self._shards: list[np.ndarray] = []
+        starts = [0]
+        for entry in self.manifest["shards"]:
+            arr = np.load(self.path / "shards" / f"{entry['name']}.npy", mmap_mode="r", allow_pickle=False)
+            if arr.shape != (entry["rows"], self.dim) or arr.dtype != self.dtype:
+                raise StoreError(
+                    f"{self.path}/shards/{entry['name']}.npy: shape {arr.shape} {arr.dtype}, manifest says "
+                    f"({entry['rows']}, {self.dim}) {self.dtype}"
+                )
+            self._shards.append(arr)
+            starts.append(starts[-1] + arr.shape[0])
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self.n_rows = int(self._starts[-1])
+        self.n_proteins = len(self.ids)
+        if self.n_proteins and int(self.offsets[-1] + self.lengths[-1]) != self.n_rows:
+            raise StoreError(f"{self.path}: index covers {self.offsets[-1] + self.lengths[-1]} rows, shards hold {self.n_rows}")
+        self._pos: dict[str, int] | None = None
+
+    # -- by protein -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.n_proteins
+
+    def __contains__(self, protein_id: str) -> bool:
+        return protein_id in self._positions()
+
+    def __repr__(self) -> str:
+        return (f"EmbeddingStore({str(self.path)!r}, n_proteins={self.n_proteins}, n_rows={self.n_rows}, "
+                f"dim={self.dim}, dtype={self.dtype}, model={self.manifest.get('model')!r})")
+
+    def _positions(self) -> dict[str, int]:
+        if self._pos is None:
+            self._pos = {pid: i for i, pid in enumerate(self.ids)}
+        return self._pos
+
+    def index_of(self, protein_id: str) -> int:
+        try:
+            return self._positions()[protein_id]
+        except KeyError:
+            raise KeyError(f"{self.path}: no protein {protein_id!r} in the store") from None
+
+    def rows(self, start: int, stop: int, columns: Any = None) -> np.ndarray:
+        """Global rows [start, stop) as float32 (may span shards)."""
+        cols = _check_columns(columns, self.dim)
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"rows [{start}, {stop}) outside the store's {self.n_rows} rows")
+        parts = []
+        s = int(np.searchsorted(self._starts, start, side="right") - 1)
+        pos = start
+        while pos < stop:
+            lo = pos - self._starts[s]
+            hi = min(stop, self._starts[s + 1]) - self._starts[s]
+            block = self._shards[s][lo:hi]
+            parts.append(block if cols is None else block[:, cols])
+            pos = int(self._starts[s] + hi)
+            s += 1
+        if not parts:
+            width = self.dim if cols is None else len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols)
+            return np.empty((0, width), dtype=np.float32)
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return np.asarray(out, dtype=np.float32)
+
+    def protein(self, i: int, columns: Any = None) -> np.ndarray:
+        o, n = int(self.offsets[i]), int(self.lengths[i])
+        return self.rows(o, o + n, columns)
+
+    def get(self, protein_id: str, columns: Any = None) -> np.ndarray:
+        return self.protein(self.index_of(protein_id), columns)
+
+    def iter_proteins(self, columns: Any = None) -> Iterator[tuple[str, np.ndarray]]:
+        for i, pid in enumerate(self.ids):
+            yield pid, self.protein(i, columns)
+
+    # -- sequential and random residue access ---------------------------------------------------
+    def iter_chunks(self, chunk_rows: int = 65536, columns: Any = None) -> Iterator[np.ndarray]:
+        """Consecutive float32 blocks of `chunk_rows` rows (last one shorter), in index order."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        for start in range(0, self.n_rows, chunk_rows):
+            yield self.rows(start, min(start + chunk_rows, self.n_rows), columns)
+
+    def take(self, rows: np.ndarray, columns: Any = None) -> np.ndarray:
+        """Rows by global index, in the order given (reads each shard once, in sorted order)."""
+        cols = _check_columns(columns, self.dim)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_rows):
+            raise IndexError(f"row index out of range for a store of {self.n_rows} rows")
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        shard_of = np.searchsorted(self._starts, srt, side="right") - 1
+        width = self.dim if cols is None else (len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols))
+        out = np.empty((rows.size, width), dtype=np.float32)
+        bounds = np.searchsorted(shard_of, np.arange(len(self._shards) + 1), side="left")
+        for s in range(len(self._shards)):
+            a, b = bounds[s], bounds[s + 1]
+            if a == b:
+                continue
+            block = self._shards[s][srt[a:b] - self._starts[s]]
+            out[order[a:b]] = block if cols is None else block[:, cols]
+        return out
+
+    def random_batches(
+        self,
+        batch_size: int,
+        *,
+        seed: int,
+        rows: np.ndarray | None = None,
+        columns: Any = None,
+        epochs: int = 1,
+        drop_last: bool = False,
+    ) -> Iterator[np.ndarray]:
+        """Shuffled residue batches drawn across the WHOLE store (one permutation per epoch).
+
+        `rows` restricts sampling to those global row indices (e.g. a training split);
+        `columns` selects embedding dimensions without copying the store.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        pool = np.arange(self.n_rows, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        if pool.ndim != 1:
+            raise ValueError("rows must be a 1-D array of global row indices")
+        if pool.size and (pool.min() < 0 or pool.max() >= self.n_rows):
+            raise IndexError(f"rows contain indices outside the store's {self.n_rows} rows")
+        rng = np.random.default_rng(seed)
+        for _ in range(epochs):
+            perm = pool[rng.permutation(pool.size)]
+            stop = pool.size - (pool.size % batch_size if drop_last else 0)
+            for start in range(0, stop, batch_size):
+                yield self.take(perm[start:start + batch_size], columns)
+
+    def protein_rows(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """Global row indices of the given proteins (for held-out splits by protein)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size == 0:
+            return np.empty(0, dtype=np.int64)
+        lens = self.lengths[idx]
+        starts = np.repeat(self.offsets[idx] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+        return starts + np.arange(int(lens.sum()), dtype=np.int64)
+
+    def pooled(self, how: str = "mean", columns: Any = None, chunk_rows: int = 1 << 18) -> np.ndarray:
+        """Per-protein pooled vectors [n_proteins, dim] float32 (mean accumulated in float64, or max)."""
+        if how not in ("mean", "max"):
+            raise ValueError(f"pooling must be 'mean' or 'max', got {how!r}")
+        cols = _check_columns(columns, self.dim)
+        width = self.dim if cols is None else (len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols))
+        out = np.empty((self.n_proteins, width), dtype=np.float32)
+        i = 0
+        while i < self.n_proteins:
+            j = i + 1  # proteins i..j-1 in one block of about chunk_rows rows
+            while j < self.n_proteins and self.offsets[j] + self.lengths[j] - self.offsets[i] <= chunk_rows:
+                j += 1
+            lo, hi = int(self.offsets[i]), int(self.offsets[j - 1] + self.lengths[j - 1])
+            block = self.rows(lo, hi, cols)
+            starts = (self.offsets[i:j] - lo).astype(np.int64)
+            nonempty = self.lengths[i:j] > 0
+            if how == "mean":
+                sums = np.add.reduceat(block.astype(np.float64), starts[nonempty], axis=0) if block.size else None
+                res = np.full((j - i, width), np.nan, dtype=np.float64)
+                if sums is not None:
+                    res[nonempty] = sums / self.lengths[i:j][nonempty, None]
+            else:
+                res = np.full((j - i, width), np.nan, dtype=np.float32)
+                if block.size:
+                    res[nonempty] = np.maximum.reduceat(block, starts[nonempty], axis=0)
+            out[i:j] = res
+            i = j
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self._shards))
+
+
+class StoreWriter:
+    """Creates or resumes a store. Each shard is committed atomically; `close()` writes the index.
+
+    Resuming: proteins in already committed shards are in `.done`; the caller appends the remaining
+    proteins in the same order as an uninterrupted run would, which gives an identical store.
+    A store whose manifest (model, layer, sequence checksum, dim, dtype, ...) differs is refused.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        dim: int,
+        manifest: dict[str, Any],
+        dtype: str = "float16",
+        shard_rows: int = 1 << 20,
+    ):
+        if dtype not in _DTYPES:
+            raise StoreError(f"store dtype must be one of {_DTYPES}, got {dtype!r}")
+        if int(dim) < 1 or int(shard_rows) < 1:
+            raise StoreError("dim and shard_rows must be >= 1")
+        clash = sorted(set(manifest) & set(_OWN_KEYS))
+        if clash:
+            raise StoreError(f"manifest keys {clash} are reserved for the store itself")
+        self.path = Path(path)
+        self.dim = int(dim)
+        self.dtype = np.dtype(dtype)
+        self.shard_rows = int(shard_rows)
+        self._user = dict(manifest)
+        self._identity = {**self._user, "format": FORMAT, "dim": self.dim, "dtype": dtype,
+                          "shard_rows": self.shard_rows}
+        self._buf: list[np.ndarray] = []
+        self._buf_ids: list[str] = []
+        self._buf_rows = 0
+        self._shards: list[dict[str, Any]] = []
+        self._ids: list[str] = []
+        self._lengths: list[int] = []
+        self.done: set[str] = set()
+        self._closed = False
+        self._complete = False
+        mpath = self.path / "manifest.json"
+        if mpath.exists():
+            self._resume(read_json(mpath))
+        else:
+            if self.path.exists() and any(self.path.iterdir()):
+                raise StoreError(f"{self.path}: exists, is not empty and is not an embedding store; refusing to write into it")
+            (self.path / "shards").mkdir(parents=True, exist_ok=True)
+            self._write_manifest(complete=False)
+
+    # -- resume ---------------------------------------------------------------------------------
+    def _resume(self, old: dict[str, Any]) -> None:
+        old_identity = {k: v for k, v in old.items() if k not in ("created_by", "complete", "n_proteins", "n_rows", "shards")}
+        if old_identity != _jsonable(self._identity):
+            keys = sorted(k for k in set(old_identity) | set(self._identity)
+                          if old_identity.get(k) != _jsonable(self._identity).get(k))
+            diffs = "; ".join(f"{k}: store has {old_identity.get(k)!r}, requested {_jsonable(self._identity).get(k)!r}"
+                              for k in keys)
+            raise StoreError(
+                f"{self.path}: existing store was built with different settings ({diffs}). "
+                "Use another output directory or delete this one; stores are never mixed."
+            )
+        sdir = self.path / "shards"
+        sdir.mkdir(exist_ok=True)
+        committed = sorted(int(m.group(1)) for f in sdir.iterdir() if (m := _SHARD_RE.match(f.name)))
+        for expect, i in enumerate(committed):
+            if i != expect:
+                raise StoreError(f"{sdir}: shard {_shard_name(expect)} is missing but later shards exist; store is corrupt")
+            rec = read_json(sdir / f"{_shard_name(i)}.json")
+            npy = sdir / f"{_shard_name(i)}.npy"
+            try:
+                arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{npy}: committed shard cannot be read ({exc}); store is corrupt") from None
+            if arr.shape != (rec["rows"], self.dim) or sum(rec["lengths"]) != rec["rows"]:
+                raise StoreError(f"{npy}: shape {arr.shape} does not match its record; store is corrupt")
+            self._shards.append({"name": _shard_name(i), "rows": rec["rows"], "sha256": rec["sha256"]})
+            self._ids.extend(rec["ids"])
+            self._lengths.extend(rec["lengths"])
+        # Leftovers of an interrupted shard write: an .npy without its record, temp files.
+        for f in sdir.iterdir():
+            m = re.match(r"^(shard-\d{5})\.npy$", f.name)
+            if (m and m.group(1) not in {s["name"] for s in self._shards}) or f.name.startswith("."):
+                f.unlink()
+        self.done = set(self._ids)
+        self._complete = bool(old.get("complete"))
+        if self._ids:
+            log.info("%s: resuming, %d proteins (%d rows) already stored", self.path, len(self._ids), sum(self._lengths))
+
+    # -- writing --------------------------------------------------------------------------------
+    def append(self, protein_id: str, array: np.ndarray) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path}: writer is closed")
+        if protein_id in self.done or protein_id in self._buf_ids_set():
+            raise StoreError(f"{self.path}: protein {protein_id!r} is already in the store (duplicate id?)")
+        if self._complete:
+            raise StoreError(f"{self.path}: store is complete; cannot add {protein_id!r}")
+        if not protein_id or any(c.isspace() for c in protein_id):
+            raise StoreError(f"protein id {protein_id!r} is empty or contains whitespace")
+        arr = np.asarray(array)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise StoreError(f"{protein_id}: embedding has shape {arr.shape}, expected (L, {self.dim})")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(self.dtype, copy=False)
+        if not np.isfinite(out).all():
+            hint = " (values overflow float16; use dtype='float32')" if np.isfinite(arr).all() else ""
+            raise StoreError(f"{protein_id}: embedding has non-finite values{hint}")
+        if self._buf and self._buf_rows + out.shape[0] > self.shard_rows:
+            self._flush()
+        self._buf.append(np.array(out, copy=True))
+        self._buf_ids.append(protein_id)
+        self._buf_rows += out.shape[0]
+        if self._buf_rows >= self.shard_rows:
+            self._flush()
+
+    def _buf_ids_set(self) -> set[str]:
+        # Small (one shard's worth); rebuilt lazily only when ids are checked.
+        if len(self._buf_ids) != getattr(self, "_bset_n", -1):
+            self._bset = set(self._buf_ids)
+            self._bset_n = len(self._buf_ids)
+        return self._bset
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        data = np.concatenate(self._buf, axis=0) if len(self._buf) > 1 else self._buf[0]
+        data = np.ascontiguousarray(data, dtype=self.dtype)
+        name = _shard_name(len(self._shards))
+        sdir = self.path / "shards"
+        write_npy(sdir / f"{name}.npy", data)
+        sha = hashlib.sha256(data.tobytes()).hexdigest()
+        lengths = [int(a.shape[0]) for a in self._buf]
+        # The record is the commit point: a shard without it is discarded on resume.
+        write_json(sdir / f"{name}.json", {"ids": self._buf_ids, "lengths": lengths, "rows": int(data.shape[0]),
+                                           "sha256": sha})
+        self._shards.append({"name": name, "rows": int(data.shape[0]), "sha256": sha})
+        self._ids.extend(self._buf_ids)
+        self._lengths.extend(lengths)
+        self.done.update(self._buf_ids)
+        self._buf, self._buf_ids, self._buf_rows = [], [], 0
+
+    def _write_manifest(self, complete: bool) -> None:
+        m = {**self._identity, "created_by": versions(), "complete": complete}
+        if complete:
+            m.update(n_proteins=len(self._ids), n_rows=int(sum(self._lengths)), shards=self._shards)
+        write_json(self.path / "manifest.json", m)
+
+    def close(self) -> EmbeddingStore:
+        """Flush, write the index and mark the store complete; returns the reader."""
+        if not self._closed:
+            self._flush()
+            lengths = np.asarray(self._lengths, dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if lengths.size else lengths
+            write_text(self.path / "ids.txt", "".join(f"{i}\n" for i in self._ids))
+            write_npy(self.path / "offsets.npy", offsets)
+            write_npy(self.path / "lengths.npy", lengths)
+            self._write_manifest(complete=True)
+            self._closed = True
+        return EmbeddingStore(self.path)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On error keep what was committed (resumable) and drop the unflushed buffer.
+        if exc_type is None:
+            self.close()
+        else:
+            with contextlib.suppress(Exception):
+                self._buf, self._buf_ids, self._buf_rows = [], [], 0
+            self._closed = True
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    """What a dict looks like after a JSON round trip (tuples -> lists etc.), for comparisons."""
+    import json
+
+    from rd_interp.io.atomic import _json_default
+
+    return json.loads(json.dumps(d, default=_json_default))
+
+
+def open_store(path: str | os.PathLike, *, expect: dict[str, Any] | None = None) -> EmbeddingStore:
+    """Open a complete store and check that its manifest has the `expect`ed values."""
+    store = EmbeddingStore(path)
+    if expect:
+        bad = {k: (store.manifest.get(k), v) for k, v in _jsonable(expect).items() if store.manifest.get(k) != v}
+        if bad:
+            raise StoreError(f"{path}: store does not match: " + "; ".join(
+                f"{k} is {a!r}, expected {b!r}" for k, (a, b) in bad.items()))
+    return store

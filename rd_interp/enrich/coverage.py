@@ -1,0 +1,166 @@
+"""Coverage and specificity of the GO terms SAE latents capture; the one-call entry point.
+
+Coverage: how many distinct GO terms the latents capture (per namespace and total) and how many
+latents capture anything. Specificity: level/depth (goatools) and information content of the
+captured terms, the share of general terms (level <= general_level). With a per-latent decoder share
+on the base prefix of a reverse-distilled space, both are stratified into base-dominated, mixed and
+residual-dominated latents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from rd_interp.enrich.activations import StudySetConfig, study_sets
+from rd_interp.enrich.config import EnrichConfig
+from rd_interp.enrich.engine import GOEnricher
+from rd_interp.enrich.result import EnrichmentResult
+
+__all__ = ["EnrichConfig", "EnrichmentResult", "enrich_latents", "coverage_summary", "STRATA"]
+
+STRATA = ("base", "mixed", "residual")
+
+
+def enrich_latents(
+    scores,
+    protein_ids: Sequence[str],
+    annotations: Mapping[str, Iterable[str]],
+    ontology,
+    cfg: EnrichConfig | None = None,
+    *,
+    study_cfg: StudySetConfig | None = None,
+    enricher: GOEnricher | None = None,
+) -> EnrichmentResult:
+    """scores (csr [n_proteins, n_latents], rows in protein_ids order) -> EnrichmentResult.
+
+    Pass ``enricher`` (a GOEnricher built once for these proteins) to reuse the propagated annotation
+    matrix across several SAEs / seeds / the null control.
+    """
+    cfg = cfg or EnrichConfig()
+    study_cfg = study_cfg or StudySetConfig()
+    n_rows = scores.shape[0]
+    if n_rows != len(protein_ids):
+        raise ValueError(f"scores have {n_rows} rows but {len(protein_ids)} protein ids were given")
+    if enricher is None:
+        enricher = GOEnricher(protein_ids, annotations, ontology, cfg)
+    elif list(enricher.protein_ids) != [str(p) for p in protein_ids]:
+        raise ValueError("enricher was built for a different protein id list/order than the scores")
+    indicator, info = study_sets(scores, study_cfg)
+    result = enricher.run(indicator, info)
+    from rd_interp.io.serialize import to_dict
+
+    result.meta["study_sets"] = {"config": to_dict(study_cfg), **info.to_dict()}
+    return result
+
+
+def _spec_stats(df: pd.DataFrame, general_level: int) -> dict:
+    if df.empty:
+        return {"n": 0, "level_mean": None, "level_median": None, "depth_mean": None, "depth_median": None,
+                "ic_mean": None, "ic_median": None, "fraction_general": None}
+    return {
+        "n": int(len(df)),
+        "level_mean": float(df["level"].mean()), "level_median": float(df["level"].median()),
+        "depth_mean": float(df["depth"].mean()), "depth_median": float(df["depth"].median()),
+        "ic_mean": float(df["ic"].mean()), "ic_median": float(df["ic"].median()),
+        "fraction_general": float((df["level"] <= general_level).mean()),
+    }
+
+
+def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: int) -> dict:
+    """Coverage + specificity for one set of latents (`latents` rows) and their captured rows `cap`."""
+    tested = _tested_mask(latents, namespaces)
+    n_lat = int(len(latents))
+    n_tested = int(tested.sum())
+    per_lat = cap.groupby("latent")["go_id"].nunique() if not cap.empty else pd.Series(dtype=np.int64)
+    counts = per_lat.reindex(latents.loc[tested, "latent"].to_numpy(), fill_value=0).to_numpy()
+    n_cap = int((counts > 0).sum())
+    distinct = cap.drop_duplicates("go_id") if not cap.empty else cap
+    out = {
+        "n_latents": n_lat,
+        "n_latents_tested": n_tested,
+        "n_latents_capturing": n_cap,
+        "fraction_latents_capturing": (n_cap / n_tested) if n_tested else 0.0,
+        "n_terms_captured": {
+            **{ns: int(cap.loc[cap["namespace"] == ns, "go_id"].nunique()) if not cap.empty else 0
+               for ns in namespaces},
+            "total": int(cap["go_id"].nunique()) if not cap.empty else 0,
+        },
+        "n_latent_term_pairs": int(len(cap)),
+        "terms_per_latent": {
+            "mean": float(counts.mean()) if counts.size else 0.0,
+            "median": float(np.median(counts)) if counts.size else 0.0,
+            "max": int(counts.max()) if counts.size else 0,
+            "mean_over_capturing": float(counts[counts > 0].mean()) if n_cap else 0.0,
+        },
+        "specificity_terms": _spec_stats(distinct, general_level),
+        "specificity_pairs": _spec_stats(cap, general_level),
+        "per_namespace": {
+            ns: {
+                "n_latents_capturing": int(cap.loc[cap["namespace"] == ns, "latent"].nunique()) if not cap.empty else 0,
+                "specificity_terms": _spec_stats(
+                    distinct[distinct["namespace"] == ns] if not distinct.empty else distinct, general_level),
+            }
+            for ns in namespaces
+        },
+    }
+    return out
+
+
+def _tested_mask(latents: pd.DataFrame, namespaces) -> np.ndarray:
+    cols = [f"study_n_{ns}" for ns in namespaces if f"study_n_{ns}" in latents.columns]
+    if not cols:
+        return np.zeros(len(latents), bool)
+    return (latents[cols].to_numpy() > 0).any(axis=1)
+
+
+def strata(decoder_share, hi: float = 0.8, lo: float = 0.2) -> np.ndarray:
+    """'base' (share >= hi), 'residual' (share <= lo) or 'mixed' per latent."""
+    share = np.asarray(decoder_share, dtype=np.float64)
+    if share.ndim != 1:
+        raise ValueError(f"decoder_share must be 1-D (one value per latent), got shape {share.shape}")
+    if not np.isfinite(share).all() or (share < 0).any() or (share > 1).any():
+        raise ValueError("decoder_share values must lie in [0, 1]")
+    out = np.full(share.shape, "mixed", dtype=object)
+    out[share >= hi] = "base"
+    out[share <= lo] = "residual"
+    return out
+
+
+def coverage_summary(result: EnrichmentResult, *, decoder_share=None) -> dict:
+    cfg = result.config
+    namespaces = list(cfg.get("namespaces", ("BP", "MF", "CC")))
+    general_level = int(cfg.get("general_level", 2))
+    cap = result.captured()
+    out = {
+        "alpha": cfg.get("alpha"),
+        "min_study_count": cfg.get("min_study_count"),
+        "general_level": general_level,
+        "alternative": result.meta.get("alternative"),
+        "correction": result.meta.get("correction"),
+        "correction_note": result.meta.get("correction_note"),
+        "population": result.meta.get("population"),
+        "study_sets": result.meta.get("study_sets"),
+        "ic_source": "goatools TermCounts + get_info_content over the analysis-set annotations "
+                     f"(relationships={list(cfg.get('relationships', []))})",
+        **_block(cap, result.latents, namespaces, general_level),
+    }
+    if decoder_share is not None:
+        share = np.asarray(decoder_share, dtype=np.float64)
+        lat = result.latents["latent"].to_numpy()
+        if share.size <= lat.max(initial=-1):
+            raise ValueError(f"decoder_share has {share.size} values but latent ids go up to {lat.max()}")
+        lab = strata(share, cfg.get("base_share_hi", 0.8), cfg.get("base_share_lo", 0.2))[lat]
+        sub = {}
+        for s in STRATA:
+            ids = set(lat[lab == s].tolist())
+            sub[s] = _block(cap[cap["latent"].isin(ids)], result.latents[lab == s], namespaces, general_level)
+        out["subspace"] = {
+            "thresholds": {"base_share_hi": cfg.get("base_share_hi", 0.8),
+                           "base_share_lo": cfg.get("base_share_lo", 0.2)},
+            "decoder_share_mean": float(share[lat].mean()) if lat.size else None,
+            **sub,
+        }
+    return out

@@ -1,0 +1,275 @@
+"""Report rendering: self-contained HTML, escaping, sections, missing data, determinism, CLI re-render."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+from rd_interp.cli import main as cli_main
+from rd_interp.report import canonical, load_summary, render
+from rd_interp.report.document import SECTION_TITLES
+from rd_interp.report.figures import SPECS
+
+from report_fixtures import EVIL_GO_NAME, EVIL_PROTEIN, EVIL_SPACE, synthetic_summary
+
+FIGURE_FILES = sorted(f"figures/{s.name}" for s in SPECS.values())
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    return synthetic_summary()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, summary):
+    out = tmp_path_factory.mktemp("report")
+    written = render(summary, out)
+    return out, written
+
+
+def test_all_files_written(rendered):
+    out, written = rendered
+    assert sorted(written) == sorted(["report.html", "report.md", "summary.json"] + FIGURE_FILES)
+    for rel, path in written.items():
+        assert path == out / rel and path.is_file() and path.stat().st_size > 0
+    for rel in FIGURE_FILES:
+        data = (out / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        # No version-bearing metadata: the same summary must give the same bytes on any matplotlib.
+        assert b"Software" not in data and b"matplotlib" not in data.lower()
+    # No temporary files left behind by the atomic writes.
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+class _Tags(HTMLParser):
+    """Collect the real tags and attributes (escaped text that looks like a tag is not a tag)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+def test_html_is_self_contained(rendered):
+    html = (rendered[0] / "report.html").read_text(encoding="utf-8")
+    tags = _tags(html)
+    names = {t for t, _ in tags}
+    assert not names & {"script", "link", "iframe", "object", "embed", "base", "form"}, names
+    refs = [(t, k, v) for t, a in tags for k, v in a.items() if k in ("src", "href", "srcset", "action", "data")]
+    assert refs, "expected image sources and in-page links"
+    for tag, key, ref in refs:
+        assert ref.startswith("data:image/png;base64,") or ref.startswith("#"), (tag, key, ref[:80])
+    assert not [a for _, a in tags if any(k.startswith("on") for k in a)]  # no event handlers
+    assert "@import" not in html and "url(" not in html  # CSS fetches nothing
+    # A URL in the config is shown as text, never as a link.
+    assert "https://example.org/should-not-be-a-link" in html
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, flags=re.I)
+    csp = next(a["content"] for t, a in tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp  # the browser refuses any fetch even if something slipped through
+
+
+def test_figures_embedded_match_files(rendered):
+    out, _ = rendered
+    html = (out / "report.html").read_text(encoding="utf-8")
+    embedded = [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+    on_disk = sorted((out / rel).read_bytes() for rel in FIGURE_FILES)
+    assert sorted(embedded) == on_disk
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for rel in FIGURE_FILES:
+        assert f"]({rel})" in md
+
+
+def test_hostile_strings_are_escaped(rendered):
+    out, _ = rendered
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for evil in (EVIL_PROTEIN, EVIL_GO_NAME, EVIL_SPACE, "<script>alert('note')</script>"):
+        assert evil not in html
+        assert escape(evil, quote=True) in html
+    assert "<img src=x" not in html and "<b>35M</b>" not in html
+    assert sorted({t for t, _ in _tags(html)} - {"html", "head", "meta", "title", "style", "body", "main", "header",
+                                                  "h1", "h2", "h3", "p", "nav", "ol", "ul", "li", "a", "b", "code",
+                                                  "div", "table", "thead", "tbody", "tr", "th", "td", "sup",
+                                                  "figure", "img", "figcaption", "footer"}) == []
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in md and "<img" not in md
+    # Table cells: a '|' in a protein id or GO name must not split the cell.
+    evil_row = next(line for line in md.splitlines() if "EVIL_HUMAN" in line or "onerror" in line)
+    assert "\\|" in evil_row
+    for line in md.splitlines():
+        if line.startswith("| GO id"):
+            n_cols = line.count(" | ") + 1
+        elif line.startswith("| `GO:"):
+            assert len(re.findall(r"(?<!\\)\|", line)) == n_cols + 1, line
+
+
+def test_all_sections_present(rendered):
+    out, _ = rendered
+    html = (out / "report.html").read_text(encoding="utf-8")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for anchor, title in SECTION_TITLES:
+        assert f'<h2 id="{anchor}">{escape(title)}</h2>' in html
+        assert f"\n## {title}\n" in md
+    assert "Not run" not in html and "Not run" not in md
+    # Key numbers reach the tables, formatted.
+    assert "1,234,567" in html  # residues in the distillation table
+    assert "0.812" in html  # R^2
+    assert "3.2&#8239;×&#8239;10<sup>−4</sup>" in html and "3.20e-04" in md  # p in scientific notation
+    assert "30 min 43 s" in html  # stage timing
+    assert "a" * 64 in html  # checksum
+    assert "sae.n_latents" in html and "2048" in html  # flattened config
+
+
+def test_stage_timings_in_pipeline_order(rendered):
+    md = (rendered[0] / "report.md").read_text(encoding="utf-8")
+    stages = [m for m in re.findall(r"^\| (\w+) \| [\d.]+ (?:s|min)", md, flags=re.M)]
+    assert stages == ["embed", "distill", "sae", "enrich", "report"]
+
+
+def test_summary_json_is_canonical_and_unchanged(rendered, summary):
+    out, _ = rendered
+    text = (out / "summary.json").read_text(encoding="utf-8")
+    assert json.loads(text) == canonical(summary)
+    assert json.loads(text) == json.loads(json.dumps(summary))  # nothing added, nothing dropped
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_deterministic_and_rerender_identical(tmp_path, rendered, summary):
+    out1, _ = rendered
+    render(copy.deepcopy(summary), tmp_path / "again")
+    assert _files(tmp_path / "again") == _files(out1)
+    # Re-rendering the written summary.json reproduces every byte.
+    render(load_summary(out1 / "summary.json"), tmp_path / "from_json")
+    assert _files(tmp_path / "from_json") == _files(out1)
+
+
+def test_user_matplotlib_settings_do_not_leak(tmp_path, rendered, summary):
+    out1, _ = rendered
+    backend = matplotlib.get_backend()
+    with matplotlib.rc_context({"font.size": 22, "axes.facecolor": "black", "lines.linewidth": 7}):
+        render(summary, tmp_path / "rc")
+        assert matplotlib.rcParams["font.size"] == 22  # the user's settings survive rendering
+    assert matplotlib.get_backend() == backend
+    for rel in FIGURE_FILES:
+        assert (tmp_path / "rc" / rel).read_bytes() == (out1 / rel).read_bytes()
+
+
+def test_numpy_values_and_nan_are_accepted(tmp_path):
+    s = synthetic_summary(evil=False)
+    s["attribution"] = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in s["attribution"].items()}
+    s["coverage"][0]["n_terms_mean"] = np.float32(12.5)
+    s["coverage"][1]["ic_mean"] = float("nan")
+    s["distillation"][0]["r2"] = np.float64(np.inf)
+    written = render(s, tmp_path)
+    data = json.loads(written["summary.json"].read_text())
+    assert data["coverage"][1]["ic_mean"] is None and data["distillation"][0]["r2"] is None
+    assert data["coverage"][0]["n_terms_mean"] == 12.5
+    assert "NaN" not in written["summary.json"].read_text()
+
+
+def test_missing_sections_say_not_run(tmp_path):
+    written = render({}, tmp_path / "empty")
+    assert sorted(written) == ["report.html", "report.md", "summary.json"]
+    assert not (tmp_path / "empty" / "figures").exists()
+    assert written["summary.json"].read_text() == "{}\n"
+    html = written["report.html"].read_text(encoding="utf-8")
+    md = written["report.md"].read_text(encoding="utf-8")
+    for _, title in SECTION_TITLES:
+        assert escape(title) in html and f"## {title}" in md
+    assert html.count('class="notrun"') >= 8
+    assert "<img" not in html and "![" not in md
+    assert "How to read this report" in html and "null control" in html.lower()
+
+    # Only some sections: their content appears, the rest says "not run".
+    full = synthetic_summary(evil=False)
+    part = {"title": "partial", "coverage": full["coverage"], "sae_quality": full["sae_quality"]}
+    written = render(part, tmp_path / "part")
+    assert sorted(k for k in written if k.startswith("figures/")) == ["figures/coverage_namespace.png"]
+    html = written["report.html"].read_text(encoding="utf-8")
+    assert "Not run: no reverse distillation" in html and "Not run: no provenance" in html
+    assert "Not run: no SAE quality" not in html and "Not run: no GO coverage" not in html
+
+
+def test_figures_false_and_stale_figures_removed(tmp_path):
+    out = tmp_path / "r"
+    render(synthetic_summary(evil=False), out)
+    assert (out / "figures" / "specificity.png").exists()
+    s = synthetic_summary(evil=False)
+    del s["specificity"]
+    written = render(s, out)
+    assert not (out / "figures" / "specificity.png").exists()  # no stale figure left for report.md to show
+    assert "figures/specificity.png" not in written
+    written = render(s, out, figures=False)
+    assert not (out / "figures").exists()
+    assert "<img" not in written["report.html"].read_text() and "![" not in written["report.md"].read_text()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda s: s.__setitem__("coverage", {"a": 1}), "summary.coverage: expected a list"),
+        (lambda s: s["sae_quality"][2].__setitem__("fvu", "low"), "summary.sae_quality[2].fvu: expected a number"),
+        (lambda s: s["coverage"][3].__setitem__("n_terms_ci", [1.0]), "summary.coverage[3].n_terms_ci"),
+        (lambda s: s["attribution"]["rd_35M/full"]["n_terms"].pop(), "base_share has 400 latents but n_terms has 399"),
+        (lambda s: s["top_latents"][1]["best_terms"][0].__setitem__("p_adj", "0.01"),
+         "summary.top_latents[1].best_terms[0].p_adj"),
+        (lambda s: s["provenance"]["timings"].__setitem__("sae", "long"), "timings['sae']"),
+        (lambda s: s.__setitem__("notes", "text"), "summary.notes"),
+        (lambda s: s.__setitem__("extra", object()), "summary['extra']: cannot store a object"),
+    ],
+)
+def test_bad_summary_names_the_field(tmp_path, mutate, message):
+    s = synthetic_summary(evil=False)
+    mutate(s)
+    with pytest.raises(ValueError) as err:
+        render(s, tmp_path, figures=False)
+    assert message in str(err.value)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_cli_rerenders_from_run_dir_and_file(tmp_path, rendered, capsys):
+    out1, _ = rendered
+    run_dir = tmp_path / "run"
+    (run_dir / "report").mkdir(parents=True)
+    (run_dir / "report" / "summary.json").write_bytes((out1 / "summary.json").read_bytes())
+    assert cli_main(["report", str(run_dir), "--out", str(tmp_path / "cli")]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert _files(tmp_path / "cli") == _files(out1)
+    # A summary.json path with no --out re-renders next to it.
+    assert cli_main(["report", str(run_dir / "report" / "summary.json"), "--no-figures"]) == 0
+    assert (run_dir / "report" / "report.html").is_file() and not (run_dir / "report" / "figures").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli_main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
+    assert "nope" in capsys.readouterr().err
+    bad = tmp_path / "summary.json"
+    bad.write_text('{"coverage": [1, 2')
+    assert cli_main(["report", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "not valid JSON" in err and "line 1" in err
+    bad.write_text('{"coverage": [{"space": "x", "fvu": 1, "n_terms_mean": "many"}]}')
+    assert cli_main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "summary.coverage[0].n_terms_mean" in err
+    assert cli_main(["report", str(tmp_path / "empty_dir_missing")]) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import re
 from html import escape
 from html.parser import HTMLParser
@@ -13,13 +14,12 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+from report_fixtures import EVIL_GO_NAME, EVIL_PROTEIN, EVIL_SPACE, synthetic_summary
 
 from rd_interp.cli import main as cli_main
 from rd_interp.report import canonical, load_summary, render
 from rd_interp.report.document import SECTION_TITLES
 from rd_interp.report.figures import SPECS
-
-from report_fixtures import EVIL_GO_NAME, EVIL_PROTEIN, EVIL_SPACE, synthetic_summary
 
 FIGURE_FILES = sorted(f"figures/{s.name}" for s in SPECS.values())
 
@@ -50,6 +50,10 @@ def test_all_files_written(rendered):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         # No version-bearing metadata: the same summary must give the same bytes on any matplotlib.
         assert b"Software" not in data and b"matplotlib" not in data.lower()
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in written.values():  # permissions like any file the user creates, not the 0600 of temp files
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     # No temporary files left behind by the atomic writes.
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
 
@@ -79,12 +83,12 @@ def test_html_is_self_contained(rendered):
     refs = [(t, k, v) for t, a in tags for k, v in a.items() if k in ("src", "href", "srcset", "action", "data")]
     assert refs, "expected image sources and in-page links"
     for tag, key, ref in refs:
-        assert ref.startswith("data:image/png;base64,") or ref.startswith("#"), (tag, key, ref[:80])
+        assert ref.startswith(("data:image/png;base64,", "#")), (tag, key, ref[:80])
     assert not [a for _, a in tags if any(k.startswith("on") for k in a)]  # no event handlers
     assert "@import" not in html and "url(" not in html  # CSS fetches nothing
     # A URL in the config is shown as text, never as a link.
     assert "https://example.org/should-not-be-a-link" in html
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, flags=re.I)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, flags=re.IGNORECASE)
     csp = next(a["content"] for t, a in tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp  # the browser refuses any fetch even if something slipped through
 
@@ -142,7 +146,7 @@ def test_all_sections_present(rendered):
 
 def test_stage_timings_in_pipeline_order(rendered):
     md = (rendered[0] / "report.md").read_text(encoding="utf-8")
-    stages = [m for m in re.findall(r"^\| (\w+) \| [\d.]+ (?:s|min)", md, flags=re.M)]
+    stages = [m for m in re.findall(r"^\| (\w+) \| [\d.]+ (?:s|min)", md, flags=re.MULTILINE)]
     assert stages == ["embed", "distill", "sae", "enrich", "report"]
 
 

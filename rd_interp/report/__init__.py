@@ -7,4 +7,4 @@
 from rd_interp.report.render import render
 from rd_interp.report.schema import SECTIONS, canonical, dumps, load_summary, space_label, validate
 
-__all__ = ["render", "load_summary", "space_label", "validate", "canonical", "dumps", "SECTIONS"]
+__all__ = ["SECTIONS", "canonical", "dumps", "load_summary", "render", "space_label", "validate"]

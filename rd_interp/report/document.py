@@ -8,11 +8,10 @@ renderers' job and happens at the last moment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from rd_interp.report import fmt
-from rd_interp.report.figures import NAMESPACE_ORDER, SPECS
-from rd_interp.report.schema import space_label
+from rd_interp.report.figures import NAMESPACE_ORDER, SPECS, order_spaces
 
 # ------------------------------------------------------------------------------------------ block types
 
@@ -36,8 +35,8 @@ class Bold:
     text: str
 
 
-Span = Union[str, Code, PValue, Bold]
-Text = Union[Span, list]  # a span or a list of spans
+Span = str | Code | PValue | Bold
+Text = Span | list  # a span or a list of spans
 
 
 @dataclass
@@ -72,7 +71,7 @@ class BulletList:
     items: list[Text]
 
 
-Block = Union[Heading, Paragraph, Table, FigureBlock, BulletList]
+Block = Heading | Paragraph | Table | FigureBlock | BulletList
 
 SECTION_TITLES = (
     ("how-to-read", "How to read this report"),
@@ -110,29 +109,47 @@ def _order(values: list[Any]) -> dict[Any, int]:
 # ------------------------------------------------------------------------------------------ sections
 
 
-def how_to_read() -> list[Block]:
+def _config_value(summary: dict, *suffixes: str) -> Any:
+    """First config value whose dotted key ends with one of `suffixes` (enrichment settings for the text)."""
+    config = (summary.get("provenance") or {}).get("config") or {}
+    for key, val in fmt.flatten(config):
+        if any(key == s or key.endswith("." + s) for s in suffixes) and not isinstance(val, (dict, list)):
+            return val
+    return None
+
+
+def how_to_read(summary: dict) -> list[Block]:
+    alpha = _config_value(summary, "enrich.alpha", "alpha")
+    level = _config_value(summary, "enrich.general_level", "general_level")
+    top_n = _config_value(summary, "top_n")
+    fdr = f"FDR {fmt.value(alpha)}" if alpha is not None else "the chosen FDR"
+    study = f"its {fmt.value(top_n)} most strongly activated proteins" if top_n is not None else (
+        "its most strongly activated proteins")
+    general = f"at GO level {fmt.value(level)} or shallower" if level is not None else "at a shallow GO level"
     return [
         Paragraph([
             "Each space (an embedding, e.g. the large model's own or its reverse-distilled version, and its ",
             Bold("base"), " prefix and ", Bold("residual"),
-            " block) gets sparse autoencoders (SAEs) trained with several seeds. For every SAE latent, its "
-            "most strongly activated proteins form a study set that is tested for over-representation of each "
-            "GO term against all annotated proteins (one-sided Fisher's exact test, with "
-            "Benjamini–Hochberg (BH) false-discovery-rate correction across terms, per latent and namespace). "
-            "A term is ", Bold("captured"), " when at least one latent is enriched for it at the chosen FDR.",
+            (" block) gets sparse autoencoders (SAEs) trained with several seeds. For every SAE latent, "
+             f"{study} form a study set that is tested for over-representation of each GO term against all "
+             "annotated proteins (one-sided Fisher's exact test; p-values corrected with the Benjamini–Hochberg "
+             "(BH) false-discovery-rate procedure across the terms of each latent and namespace). A term is "),
+            Bold("captured"), f" when at least one latent is enriched for it at {fdr} (BH-adjusted p).",
         ]),
         BulletList([
-            [Bold("Coverage"), ": how many distinct GO terms a space's latents capture, and which fraction of "
-             "latents capture at least one term. More coverage means more biology is readable from the latents."],
-            [Bold("Specificity"), ": how deep the captured terms sit in the GO graph (depth = longest path to "
-             "the root) and their information content (IC, rarer annotations score higher). Higher is more "
-             "specific, e.g. a particular enzyme activity rather than 'binding'."],
-            [Bold("General terms"), ": captured terms at or above a shallow GO level (near the root, e.g. "
-             "'cellular process'). A high general fraction means latents mostly recover broad categories."],
-            [Bold("Null control"), ": the same analysis with protein labels permuted (seeded). It shows how many "
-             "terms are captured by chance; real coverage should be far above it."],
-            [Bold("Confidence intervals"), " are over SAE seeds, as computed by the pipeline; with few seeds "
-             "they are wide. p-values of comparisons are shown in scientific notation."],
+            [Bold("Coverage"), (": how many distinct GO terms a space's latents capture, and which fraction of "
+                                "latents capture at least one term. More coverage means more biology is readable "
+                                "from the latents.")],
+            [Bold("Specificity"), (": how deep the captured terms sit in the GO graph (depth = longest path to "
+                                   "the root) and their information content (IC, rarer annotations score higher). "
+                                   "Higher is more specific, e.g. a particular enzyme activity rather than "
+                                   "'binding'.")],
+            [Bold("General terms"), (f": captured terms {general} (near the root, e.g. 'cellular process'). A "
+                                     "high general fraction means latents mostly recover broad categories.")],
+            [Bold("Null control"), (": the same analysis with protein labels permuted (seeded). It shows how many "
+                                    "terms are captured by chance; real coverage should be far above it.")],
+            [Bold("Confidence intervals"), (" are over SAE seeds, as computed by the pipeline; with few seeds "
+                                            "they are wide. p-values are shown in scientific notation.")],
         ]),
     ]
 
@@ -235,7 +252,8 @@ def specificity(summary: dict) -> list[Block]:
     if spec:
         blocks.append(FigureBlock("specificity"))
         table_rows = []
-        for label, entry in spec.items():
+        for label in order_spaces(summary, spec):
+            entry = spec[label]
             depth, ic, level = (_clean(entry.get(k)) for k in ("depth", "ic", "level"))
             table_rows.append([
                 _s(label), fmt.integer(len(depth)),
@@ -446,7 +464,7 @@ def provenance(summary: dict) -> list[Block]:
 
 
 BUILDERS = {
-    "how-to-read": lambda s: how_to_read(),
+    "how-to-read": how_to_read,
     "headline": headline,
     "coverage": coverage,
     "specificity": specificity,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import matplotlib
 import numpy as np
@@ -109,6 +109,30 @@ def _palette(labels: list[str]) -> dict[str, str]:
     return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
 
 
+def space_order(summary: dict) -> list[str]:
+    """Every space label in the summary, in pipeline order (coverage rows first, as the pipeline lists them).
+
+    One order and one colour per space across all figures; dict sections alone would give alphabetical
+    order because summary.json sorts keys.
+    """
+    labels: list[str] = []
+    for section in ("coverage", "sae_quality"):
+        for r in summary.get(section) or []:
+            lab = space_label(r.get("space") or "?", r.get("subspace"))
+            if lab not in labels:
+                labels.append(lab)
+    for section in ("specificity", "attribution"):
+        for lab in summary.get(section) or {}:
+            if lab not in labels:
+                labels.append(lab)
+    return labels
+
+
+def order_spaces(summary: dict, keys) -> list[str]:
+    rank = {lab: i for i, lab in enumerate(space_order(summary))}
+    return sorted(keys, key=lambda k: (rank.get(k, len(rank)), k))
+
+
 def _finite(values) -> np.ndarray:
     arr = np.asarray([v for v in (values or []) if v is not None], dtype=np.float64)
     return arr[np.isfinite(arr)]
@@ -121,6 +145,14 @@ def _lighten(color: str, amount: float = 0.55) -> tuple[float, float, float]:
 
 def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def _two_lines(label: str, width: int = 16) -> str:
+    """'rd_35M/residual' -> 'rd_35M\nresidual' so tick labels of neighbouring boxes do not collide."""
+    head, sep, tail = label.partition("/")
+    if sep and tail:
+        return f"{_short(head, width)}\n{_short(tail, width)}"
+    return _short(label, width)
 
 
 # ----------------------------------------------------------------------------- individual figures
@@ -144,50 +176,56 @@ def coverage_namespace(summary: dict) -> Figure | None:
         (space_label(r.get("space") or "?", r.get("subspace")), r.get("namespace"), r.get("control", "real")): r
         for r in rows
     }
-    colors = _palette(labels)
+    colors = _palette(space_order(summary))
+    labels = order_spaces(summary, labels)
     n_bars = len(labels) * len(controls)
     width = 0.8 / n_bars
-    fig = _new_figure(max(7.5, 1.2 + len(namespaces) * (0.35 * n_bars + 0.6)), 4.2)
-    ax = fig.add_subplot(1, 1, 1)
-    for g, ns in enumerate(namespaces):
-        b = 0
-        for lab in labels:
-            for control in controls:
-                x = g - 0.4 + width * (b + 0.5)
-                b += 1
-                r = index.get((lab, ns, control))
-                if r is None:
-                    continue
-                color = colors[lab]
-                null = control == "null"
-                ax.bar(
-                    x, r["n_terms_mean"], width * 0.92,
-                    color=_lighten(color, 0.7) if null else color,
-                    edgecolor=color, linewidth=0.8, hatch="///" if null else None, zorder=2,
-                )
-                ci = r.get("n_terms_ci")
-                if ci and all(c is not None for c in ci):
-                    lo, hi = ci
-                    ax.errorbar(
-                        x, r["n_terms_mean"],
-                        yerr=[[max(r["n_terms_mean"] - lo, 0.0)], [max(hi - r["n_terms_mean"], 0.0)]],
-                        fmt="none", ecolor="#222222", elinewidth=1.0, capsize=2.5, zorder=3,
-                    )
-                seeds = _finite(r.get("n_terms_per_seed"))
-                if seeds.size:
-                    offs = np.linspace(-0.22, 0.22, seeds.size) * width if seeds.size > 1 else np.zeros(1)
-                    ax.scatter(x + offs, seeds, s=9, color="#222222", alpha=0.75, zorder=4, linewidths=0)
-    ax.set_xticks(range(len(namespaces)))
-    ax.set_xticklabels([NAMESPACE_NAMES.get(ns, str(ns)) for ns in namespaces])
-    ax.set_xlim(-0.55, len(namespaces) - 0.45)
-    ax.set_ylabel("distinct GO terms captured")
-    ax.grid(axis="x", visible=False)
-    ax.set_title("GO coverage per namespace (mean over seeds, CI error bars)")
+    # "all" has a much larger scale than single namespaces: give it its own axis so BP/MF/CC stay readable.
+    panels = [[ns for ns in namespaces if ns != "all"], ["all"] if "all" in namespaces else []]
+    panels = [p for p in panels if p]
+    fig = _new_figure(10.0, 4.4)
+    grid = fig.add_gridspec(1, len(panels), width_ratios=[len(p) for p in panels], wspace=0.18)
+    for pi, panel in enumerate(panels):
+        ax = fig.add_subplot(grid[0, pi])
+        for g, ns in enumerate(panel):
+            b = 0
+            for lab in labels:
+                for control in controls:
+                    x = g - 0.4 + width * (b + 0.5)
+                    b += 1
+                    r = index.get((lab, ns, control))
+                    if r is None:
+                        continue
+                    _coverage_bar(ax, x, width, r, colors[lab], control == "null")
+        ax.set_xticks(range(len(panel)))
+        ax.set_xticklabels([NAMESPACE_NAMES.get(ns, str(ns)) for ns in panel])
+        ax.set_xlim(-0.5, len(panel) - 0.5)
+        ax.set_ylim(bottom=0)
+        ax.grid(axis="x", visible=False)
+        if pi == 0:
+            ax.set_ylabel("distinct GO terms captured")
+    fig.suptitle("GO coverage per namespace (mean over seeds; error bars: CI; dots: seeds)", fontsize=10.5, y=0.98)
     handles = [Patch(facecolor=colors[lab], edgecolor=colors[lab], label=_short(lab)) for lab in labels]
     if "null" in controls:
         handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="///", label="null control (hatched)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), bbox_to_anchor=(0.5, -0.02))
+    fig.subplots_adjust(bottom=0.2 + 0.06 * ((len(handles) - 1) // 5), top=0.9)
     return fig
+
+
+def _coverage_bar(ax, x: float, width: float, r: dict, color: str, null: bool) -> None:
+    mean = r["n_terms_mean"]
+    ax.bar(x, mean, width * 0.92, color=_lighten(color, 0.7) if null else color, edgecolor=color,
+           linewidth=0.8, hatch="///" if null else None, zorder=2)
+    ci = r.get("n_terms_ci")
+    if ci and all(c is not None for c in ci):
+        lo, hi = ci
+        ax.errorbar(x, mean, yerr=[[max(mean - lo, 0.0)], [max(hi - mean, 0.0)]], fmt="none", ecolor="#222222",
+                    elinewidth=1.0, capsize=2.5, zorder=3)
+    seeds = _finite(r.get("n_terms_per_seed"))
+    if seeds.size:
+        offs = np.linspace(-0.22, 0.22, seeds.size) * width if seeds.size > 1 else np.zeros(1)
+        ax.scatter(x + offs, seeds, s=9, color="#222222", alpha=0.75, zorder=4, linewidths=0)
 
 
 def _boxplot(ax, data: list[np.ndarray], labels: list[str], colors: dict[str, str], ylabel: str) -> None:
@@ -206,7 +244,7 @@ def _boxplot(ax, data: list[np.ndarray], labels: list[str], colors: dict[str, st
         patch.set_facecolor(_lighten(colors[lab], 0.45))
         patch.set_edgecolor(colors[lab])
     ax.set_xticks(range(1, len(keep) + 1))
-    ax.set_xticklabels([f"{_short(lab, 22)}\n(n={d.size:,})" for lab, d in keep], rotation=0)
+    ax.set_xticklabels([f"{_two_lines(lab)}\n(n={d.size:,})" for lab, d in keep], rotation=0)
     ax.set_ylabel(ylabel)
     ax.grid(axis="x", visible=False)
 
@@ -216,8 +254,9 @@ def specificity(summary: dict) -> Figure | None:
     labels = [lab for lab in block if _finite(block[lab].get("depth")).size or _finite(block[lab].get("ic")).size]
     if not labels:
         return None
-    colors = _palette(labels)
-    fig = _new_figure(max(7.5, 1.6 * len(labels) * 2 + 1), 4.0)
+    labels = order_spaces(summary, labels)
+    colors = _palette(space_order(summary))
+    fig = _new_figure(min(max(7.5, 1.4 * len(labels) * 2 + 1), 10.5), 4.0)
     for i, (key, ylabel, title) in enumerate(
         (("depth", "GO depth (longest path to root)", "Depth"), ("ic", "information content (nats)", "IC"))
     ):
@@ -230,10 +269,10 @@ def specificity(summary: dict) -> Figure | None:
 
 def attribution(summary: dict) -> Figure | None:
     block = summary.get("attribution") or {}
-    labels = [lab for lab in block if _finite(block[lab].get("base_share")).size]
+    labels = order_spaces(summary, [lab for lab in block if _finite(block[lab].get("base_share")).size])
     if not labels:
         return None
-    colors = _palette(labels)
+    colors = _palette(space_order(summary))
     fig = _new_figure(7.5, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     bins = np.linspace(0.0, 1.0, 26)
@@ -260,7 +299,8 @@ def coverage_vs_attribution(summary: dict) -> Figure | None:
             labels.append(lab)
     if not labels:
         return None
-    colors = _palette([lab for lab in block if _finite(block[lab].get("base_share")).size])
+    labels = order_spaces(summary, labels)
+    colors = _palette(space_order(summary))
     ncols = min(len(labels), 3)
     nrows = math.ceil(len(labels) / ncols)
     fig = _new_figure(3.4 * ncols + 0.6, 3.2 * nrows)

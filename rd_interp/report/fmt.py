@@ -25,14 +25,14 @@ def num(x: Any, digits: int = 3) -> str:
         return f"{x:,.0f}"
     if a < 1e-3:
         return f"{x:.{max(digits - 1, 1)}e}"
-    decimals = max(digits - 1 - int(math.floor(math.log10(a))), 0)
+    decimals = max(digits - 1 - math.floor(math.log10(a)), 0)
     return f"{x:.{decimals}f}"
 
 
 def integer(x: Any) -> str:
     if not _finite(x):
         return MISSING
-    return f"{int(round(x)):,}"
+    return f"{round(x):,}"
 
 
 def fixed(x: Any, decimals: int = 2) -> str:
@@ -83,9 +83,9 @@ def duration(seconds: Any) -> str:
     if s < 60:
         return f"{s:.1f} s"
     if s < 3600:
-        m, rest = divmod(int(round(s)), 60)
+        m, rest = divmod(round(s), 60)
         return f"{m} min {rest:02d} s"
-    h, rest = divmod(int(round(s)), 3600)
+    h, rest = divmod(round(s), 3600)
     return f"{h} h {rest // 60:02d} min"
 
 

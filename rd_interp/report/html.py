@@ -11,6 +11,7 @@ from html import escape
 
 from rd_interp.report import fmt
 from rd_interp.report.document import (
+    SECTION_TITLES,
     Block,
     Bold,
     BulletList,
@@ -19,7 +20,6 @@ from rd_interp.report.document import (
     Heading,
     Paragraph,
     PValue,
-    SECTION_TITLES,
     Table,
     figure_caption,
 )

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from rd_interp.io.atomic import write_bytes, write_text
-from rd_interp.report import document, figures as figs, schema
+from rd_interp.report import document, schema
+from rd_interp.report import figures as figs
 from rd_interp.report.html import render_html
 from rd_interp.report.markdown import render_markdown
 
@@ -51,5 +52,19 @@ def render(summary: dict, out_dir: str | os.PathLike, *, figures: bool = True) -
     written["report.md"] = out / "report.md"
     write_text(out / "report.html", render_html(title, meta, blocks, pngs, FOOTER))
     written["report.html"] = out / "report.html"
+    mode = 0o666 & ~_umask()
+    for path in written.values():
+        os.chmod(path, mode)  # temp files are created 0600; a report is meant to be shared/served
     log.info("report written to %s", out / "report.html")
     return written
+
+
+def _umask() -> int:
+    """The process umask without changing it (os.umask can only be read by setting it, racing threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022

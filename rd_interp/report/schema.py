@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,7 @@ def validate(summary: Any) -> None:
         for key in ("versions", "config", "data_checksums", "timings"):
             if key in prov and not isinstance(prov[key], (dict, type(None))):
                 raise ValueError(f"summary.provenance.{key}: expected an object, got {type(prov[key]).__name__}")
-        if "timings" in prov and prov["timings"]:
+        if prov.get("timings"):
             for stage, sec in prov["timings"].items():
                 if not _is_num(sec):
                     raise ValueError(f"summary.provenance.timings[{stage!r}]: expected seconds, got {sec!r}")

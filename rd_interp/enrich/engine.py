@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from rd_interp.enrich.activations import StudySetInfo
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.fisher import bh, bh_with_ones, fisher_pvalues
+from rd_interp.enrich.fisher import bh, bh_with_ones, fisher_pvalues, upper_tail_lower_bound
 from rd_interp.enrich.termmatrix import NS_CODE, TermMatrix
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class GOEnricher:
         parts = []
         fam_rows = []      # per (ns) arrays for global BH
         m_global = 0
+        m_global_all = sum(int((study_n[j] > 0).sum()) * b.n_terms for j, b in enumerate(self.terms.blocks.values()))
         tested = {}
         for j, (ns, blk) in enumerate(self.terms.blocks.items()):
             lo, hi = blk.col_start, blk.col_start + blk.n_terms
@@ -137,7 +138,6 @@ class GOEnricher:
             if lat_tested.size == 0 or m == 0:
                 continue
             K = blk.pop_count
-            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative)
             n_u = np.unique(n_ns[lat_tested])
             K_u, K_inv = np.unique(K, return_inverse=True)
             # p of a study-count-0 table for every (n, K) pair that can occur (n <= N - K)
@@ -145,7 +145,22 @@ class GOEnricher:
             can = nn <= N - KK
             p0 = np.ones(nn.shape, dtype=np.float64)
             p0[can] = fisher_pvalues(0, nn[can], KK[can], N, cfg.alternative)
-            if (p0 == 1.0).all() and rows != "all":
+            fast = bool((p0 == 1.0).all()) and rows != "all"
+            if fast and rows == "significant" and cfg.alternative == "greater" and k.size:
+                # Skip exact evaluation of tables whose p certainly cannot matter (lower bound, 1e-4 margin).
+                # Per family of m terms with r hits, a p >= alpha*r/m has every BH ratio p*m/j >= alpha
+                # (j <= r), so it can neither be significant nor lower another term's p_adj below alpha;
+                # those rows are not reported. With global BH, p >= max(r/m, R/M) gives p_adj == 1 in
+                # both corrections, so every value computed stays exact.
+                r_fam = np.bincount(lat, minlength=n_lat)
+                if cfg.global_bh:
+                    t_fam = np.maximum(r_fam[lat] / float(m), counts.nnz / float(max(m_global_all, 1)))
+                else:
+                    t_fam = cfg.alpha * r_fam[lat] / float(m)
+                need = _maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4))
+                lat, term, k = lat[need], term[need], k[need]
+            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative)
+            if fast:
                 p_adj = np.empty_like(p)
                 order = np.lexsort((p, lat))
                 bounds = np.flatnonzero(np.diff(lat[order])) + 1
@@ -264,24 +279,35 @@ class GOEnricher:
         idx = np.flatnonzero(keep)
         ns_j, k = ns_j[idx], k[idx]
         term = cols["term"][idx].astype(np.int64)
-        go = np.array([blocks[j].terms[t] for j, t in zip(ns_j, term)], dtype=object)
-        K = np.array([blocks[j].pop_count[t] for j, t in zip(ns_j, term)], dtype=np.int64)
-        N = np.array([blocks[j].pop_n for j in range(len(blocks))], dtype=np.int64)[ns_j] if blocks else np.zeros(0)
+        go = np.empty(idx.size, dtype=object)
+        K = np.zeros(idx.size, dtype=np.int64)
+        N = np.zeros(idx.size, dtype=np.int64)
+        ns_name = np.empty(idx.size, dtype=object)
+        for j, blk in enumerate(blocks):
+            sel = ns_j == j
+            if not sel.any():
+                continue
+            go[sel] = np.asarray(blk.terms, dtype=object)[term[sel]]
+            K[sel] = blk.pop_count[term[sel]]
+            N[sel] = blk.pop_n
+            ns_name[sel] = blk.ns
         n = cols["n"][idx].astype(np.int64)
-        uniq = sorted(set(go.tolist()))
-        ic = self.information_content(uniq) if uniq else {}
+        codes, uniq = pd.factorize(pd.Series(go, dtype=object), sort=True)
+        uniq = [str(g) for g in uniq]
+        ic_map = self.information_content(uniq) if uniq else {}
         dag = self.godag
-        name = {g: dag[g].name for g in uniq}
-        level = {g: dag[g].level for g in uniq}
-        depth = {g: dag[g].depth for g in uniq}
-        tns = {g: NS_CODE.get(dag[g].namespace, dag[g].namespace) for g in uniq}
+        u_name = np.array([dag[g].name for g in uniq], dtype=object)
+        u_level = np.array([dag[g].level for g in uniq], dtype=np.int64)
+        u_depth = np.array([dag[g].depth for g in uniq], dtype=np.int64)
+        u_ic = np.array([ic_map[g] for g in uniq], dtype=np.float64)
+        u_tns = np.array([NS_CODE.get(dag[g].namespace, dag[g].namespace) for g in uniq], dtype=object)
         with np.errstate(divide="ignore", invalid="ignore"):
             fold = (1.0 * k / n) / (1.0 * K / N)
         df = pd.DataFrame({
             "latent": latent_ids[cols["lat"][idx].astype(np.int64)].astype(np.int64),
             "go_id": go,
-            "name": [name[g] for g in go],
-            "namespace": np.array([blocks[j].ns for j in ns_j], dtype=object),
+            "name": u_name[codes],
+            "namespace": ns_name,
             "study_count": k,
             "study_n": n,
             "pop_count": K,
@@ -289,17 +315,34 @@ class GOEnricher:
             "p": cols["p"][idx].astype(np.float64),
             "p_adj": cols["p_adj"][idx].astype(np.float64),
             "fold": fold.astype(np.float64),
-            "level": np.array([level[g] for g in go], dtype=np.int64),
-            "depth": np.array([depth[g] for g in go], dtype=np.int64),
-            "ic": np.array([ic[g] for g in go], dtype=np.float64),
+            "level": u_level[codes],
+            "depth": u_depth[codes],
+            "ic": u_ic[codes],
         })
         if cfg.global_bh:
             df["p_adj_global"] = cols["p_adj_global"][idx].astype(np.float64)
-        df["term_namespace"] = [tns[g] for g in go]
+        df["term_namespace"] = u_tns[codes]
         enriched = df["fold"].to_numpy() > 1.0
         df["captured"] = (p_adj_cap[idx] < cfg.alpha) & (k >= cfg.min_study_count) & enriched
-        df = df.sort_values(["latent", "namespace", "p", "go_id"], kind="stable").reset_index(drop=True)
+        # rows: latent, namespace run (BP, MF, CC order), p, go_id
+        order = np.lexsort((codes, df["p"].to_numpy(), ns_j, df["latent"].to_numpy()))
+        df = df.iloc[order].reset_index(drop=True)
         return df
+
+
+def _maybe_below(k, n, K, N, t) -> np.ndarray:
+    """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
+    key_inv = None
+    base = N + 1
+    key = (k * base + n) * base + K
+    uniq, key_inv = np.unique(key, return_inverse=True)
+    uk, rest = np.divmod(uniq, base * base)
+    un, uK = np.divmod(rest, base)
+    lb = np.empty(uniq.size)
+    step = 1 << 16
+    for a in range(0, uniq.size, step):
+        lb[a:a + step] = upper_tail_lower_bound(uk[a:a + step], un[a:a + step], uK[a:a + step], N)
+    return lb[key_inv.ravel()] * (1.0 - 1e-6) < t
 
 
 def _cfg_dict(cfg: EnrichConfig) -> dict:

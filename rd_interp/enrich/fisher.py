@@ -84,6 +84,31 @@ def fisher_pvalues(k, n, K, N: int, alternative: str = "greater") -> np.ndarray:
     return p[inverse.ravel()].reshape(shape)
 
 
+def upper_tail_lower_bound(k, n, K, N: int, n_terms: int = 32) -> np.ndarray:
+    """A float lower bound (to ~1e-9 relative) on P(X >= k), X ~ hypergeometric(N, K, n).
+
+    Sums `n_terms` consecutive pmf terms of the tail (starting at k, or nearer the mode when the mode
+    lies above k) in log-factorial arithmetic: any subset of the tail bounds it from below. Used only to SKIP
+    exact evaluation of tables whose p-value certainly cannot matter (BH-adjusted value is 1); every
+    p-value that is reported or ranked is still computed exactly.
+    """
+    from scipy.special import gammaln
+
+    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
+    lf = gammaln(np.arange(N + 1, dtype=np.float64) + 1.0)
+    const = lf[N] - lf[n] - lf[N - n]
+    hi1 = np.minimum(n, K)
+    mode = np.minimum((n + 1) * (K + 1) // (N + 2), hi1)
+    start = np.maximum(k, mode - n_terms // 2)
+    x = start[:, None] + np.arange(n_terms)[None, :]
+    hi = hi1[:, None]
+    ok = x <= hi
+    xc = np.where(ok, x, start[:, None])
+    Kb, nb = K[:, None], n[:, None]
+    logpmf = (lf[Kb] - lf[xc] - lf[Kb - xc] + lf[N - Kb] - lf[nb - xc] - lf[N - Kb - nb + xc] - const[:, None])
+    return np.where(ok, np.exp(logpmf), 0.0).sum(axis=1)
+
+
 def bh(pvals) -> np.ndarray:
     """Benjamini-Hochberg corrected p-values, the statsmodels ``fdr_bh`` arithmetic exactly."""
     p = np.asarray(pvals, dtype=np.float64)

@@ -6,7 +6,6 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from rd_interp.io.atomic import atomic_path, read_json, write_json, write_text
@@ -129,11 +128,12 @@ def load_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    df = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], float_precision="round_trip")
+    kw = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    df = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""], **kw)
     for col, dt in _TABLE_DTYPES.items():
         if col in df.columns:
             if dt == "str":
-                df[col] = df[col].astype(object)
+                continue
             elif dt == "bool":
                 df[col] = df[col].astype(str).str.lower().map({"true": True, "false": False}).astype(bool)
             else:
@@ -146,7 +146,3 @@ def _to_tsv(df: pd.DataFrame) -> str:
     # float repr round-trips exactly (pandas writes repr() of float64 when float_format is None)
     df.to_csv(buf, sep="\t", index=False, lineterminator="\n")
     return buf.getvalue()
-
-
-def stack_float(values) -> np.ndarray:
-    return np.asarray(list(values), dtype=np.float64)

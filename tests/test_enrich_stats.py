@@ -1,0 +1,114 @@
+"""Exactness of the vectorised enrichment against goatools run_study (==, not isclose)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+
+from rd_interp.enrich import EnrichConfig, GOEnricher, StudySetConfig, bh, fisher_pvalues, study_sets
+from rd_interp.enrich.fisher import bh_with_ones
+from rd_interp.enrich.termmatrix import godag_of
+from tests.enrich_fixtures import (SHIPPED_OBO, SHIPPED_TSV, assert_identical, goatools_records, mini_inputs,
+                                  shipped_inputs)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "two-sided", "less"])
+def test_identical_to_goatools_mini(alternative):
+    dag, prots, ann, scores = mini_inputs()
+    enr = GOEnricher(prots, ann, dag, EnrichConfig(alternative=alternative))
+    ind, info = study_sets(scores, StudySetConfig(top_n=30, min_proteins=5))
+    res = enr.run(ind, info, rows="all")
+    n = 0
+    for lat in range(0, 20, 3):
+        study = [prots[i] for i in ind[:, lat].nonzero()[0]]
+        for ns in enr.terms.blocks:
+            pop, assoc = enr.terms.goatools_inputs(ns)
+            n += assert_identical(res.table, goatools_records(dag, pop, assoc, study, ns, alternative), lat, ns)
+    assert n > 100
+    # the sparse fast path ("hits": study count >= 1) gives the same numbers as the full listing
+    hits = enr.run(ind, info, rows="hits").table
+    full = res.table[res.table["study_count"] > 0].reset_index(drop=True)
+    assert hits[["latent", "go_id", "namespace"]].equals(full[["latent", "go_id", "namespace"]])
+    assert (hits["p"].to_numpy() == full["p"].to_numpy()).all()
+    assert (hits["p_adj"].to_numpy() == full["p_adj"].to_numpy()).all()
+
+
+def test_alt_ids_unknown_ids_and_propagation_mini():
+    dag, prots, ann, _ = mini_inputs()
+    ann = dict(ann)
+    ann["P0000"] = frozenset({"GO:0000093", "GO:9999999", "GO:0000106"})  # alt of GO:0000003; unknown; MF part_of BP
+    enr = GOEnricher(prots, ann, dag)
+    assert enr.terms.n_unknown_ids >= 1
+    mf = enr.terms.blocks["MF"]
+    # GO:0000106 -> is_a GO:0000103 -part_of-> GO:0000006 (BP): goatools tests it inside the MF run
+    assert "GO:0000006" in mf.terms and "GO:0000002" in mf.terms
+    bp = enr.terms.blocks["BP"]
+    row = enr.terms.matrix[0].toarray().ravel()
+    have = {bp.terms[c - bp.col_start] for c in np.flatnonzero(row) if bp.col_start <= c < bp.col_start + bp.n_terms}
+    assert {"GO:0000003", "GO:0000001", "GO:0008150"} <= have
+    # 'regulates' is not followed: GO:0000008 regulates GO:0000004 but is_a only the root
+    assert "GO:0000004" not in enr.terms.godag["GO:0000008"].get_all_parents()
+
+
+def test_fisher_matches_scipy_scalar():
+    rng = np.random.default_rng(3)
+    N = 500
+    K = rng.integers(1, N, 400)
+    n = rng.integers(1, 80, 400)
+    k = np.minimum(rng.integers(0, 20, 400), np.minimum(n, K))
+    k = np.maximum(k, n - (N - K))
+    for alt in ("greater", "less", "two-sided"):
+        p = fisher_pvalues(k, n, K, N, alt)
+        exp = [stats.fisher_exact([[a, b - a], [c - a, N - c - (b - a)]], alternative=alt)[1]
+               for a, b, c in zip(k, n, K)]
+        assert (p == np.asarray(exp)).all(), alt
+    assert fisher_pvalues([1], [1], [N], N)[0] == 1.0          # degenerate column: p = 1
+    with pytest.raises(ValueError, match="inconsistent"):
+        fisher_pvalues([5], [3], [10], N)
+    with pytest.raises(ValueError, match="alternative"):
+        fisher_pvalues([1], [3], [10], N, "bigger")
+
+
+def test_bh_matches_statsmodels():
+    multipletests = pytest.importorskip("statsmodels.stats.multitest").multipletests
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.random(300) ** 4, np.ones(200), rng.choice([0.01, 0.02], 50)])
+    assert (bh(p) == multipletests(p, 0.05, "fdr_bh")[1]).all()
+    sub = p[p < 1]
+    assert (bh_with_ones(sub, p.size) == multipletests(p, 0.05, "fdr_bh")[1][p < 1]).all()
+
+
+def test_global_bh_mini():
+    dag, prots, ann, scores = mini_inputs()
+    enr = GOEnricher(prots, ann, dag, EnrichConfig(global_bh=True))
+    ind, info = study_sets(scores, StudySetConfig(top_n=30))
+    t = enr.run(ind, info, rows="all").table
+    assert (t["p_adj_global"].to_numpy() == bh(t["p"].to_numpy())).all()
+    assert (t["p_adj_global"] >= t["p_adj"]).all()
+    hits = enr.run(ind, info, rows="hits").table
+    full = t[t.study_count > 0].reset_index(drop=True)
+    assert (hits["p_adj_global"].to_numpy() == full["p_adj_global"].to_numpy()).all()
+
+
+@pytest.mark.skipif(not (SHIPPED_OBO.exists() and SHIPPED_TSV.exists()), reason="shipped GO data not present")
+def test_identical_to_goatools_shipped():
+    """Shipped ontology + annotations, study sets of different sizes, incl. 0-hit terms (rows='all')."""
+    onto, ann = shipped_inputs()
+    prots = sorted(ann)[:3000]
+    rng = np.random.default_rng(0)
+    sizes = [5, 20, 50, 120]
+    ind = sp.lil_matrix((len(prots), len(sizes)), dtype=bool)
+    for j, s in enumerate(sizes):
+        ind[rng.choice(len(prots), s, replace=False), j] = True
+    enr = GOEnricher(prots, ann, onto)
+    res = enr.run(ind.tocsc(), rows="all")
+    n = 0
+    for lat in range(len(sizes)):
+        study = [prots[i] for i in ind.tocsc()[:, lat].nonzero()[0]]
+        for ns in ("BP", "MF", "CC"):
+            pop, assoc = enr.terms.goatools_inputs(ns)
+            n += assert_identical(res.table, goatools_records(godag_of(onto), pop, assoc, study, ns), lat, ns)
+    assert n > 1000
+    assert (res.table["study_count"] == 0).sum() > 100

@@ -1,0 +1,124 @@
+"""Latent activations for downstream analysis (GO enrichment, per-sequence inspection).
+
+Per-protein pooling is streamed: residues are encoded a block of whole proteins at a time, reduced to
+one row per protein with a scatter (max or mean), and kept as a sparse matrix. Nothing of size
+residues x latents is ever held densely (a 5M-residue store x 4096 latents would be 80 GB).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from rd_interp.sae.data import parse_columns
+from rd_interp.sae.model import SparseAutoencoder
+
+__all__ = ["encode_proteins", "encode_sequence_activations", "decoder_share"]
+
+
+def _sparse_rows(sae: SparseAutoencoder, X: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rs, ls, vs = [], [], []
+    for s in range(0, X.shape[0], chunk):
+        r, li, v = sae.encode_sparse(X[s:s + chunk])
+        rs.append(r.cpu().numpy() + s)
+        ls.append(li.cpu().numpy())
+        vs.append(v.float().cpu().numpy())
+    if not rs:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(rs), np.concatenate(ls), np.concatenate(vs)
+
+
+def encode_sequence_activations(sae: SparseAutoencoder, X: Any, *, chunk_rows: int = 4096) -> sp.csr_matrix:
+    """Per-residue activations of one protein: X [L, d_in] raw embeddings -> csr_matrix [L, n_latents]."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D [L, {sae.d_in}] array of residue embeddings, got shape {X.shape}")
+    rows, lat, val = _sparse_rows(sae, X, chunk_rows)
+    return sp.csr_matrix((val, (rows, lat)), shape=(X.shape[0], sae.n_latents), dtype=np.float32)
+
+
+def encode_proteins(
+    sae: SparseAutoencoder,
+    store: Any,
+    *,
+    columns: Any = None,
+    pooling: Literal["max", "mean"] = "max",
+    batch_rows: int = 32768,
+    chunk_rows: int = 4096,
+    progress: bool = False,
+) -> sp.csr_matrix:
+    """Pooled latent activations per protein -> csr_matrix float32 [store.n_proteins, n_latents], rows in
+    `store.ids` order. `columns` defaults to the columns the SAE was trained on (from its cfg)."""
+    if pooling not in ("max", "mean"):
+        raise ValueError(f"pooling must be 'max' or 'mean', got {pooling!r}")
+    if columns is None:
+        src = getattr(sae, "source_", None) or {}
+        columns = src.get("columns")
+    cols = parse_columns(columns)
+    n_lat = sae.n_latents
+    offsets = np.asarray(store.offsets, dtype=np.int64)
+    lengths = np.asarray(store.lengths, dtype=np.int64)
+    n_p = int(store.n_proteins)
+    parts: list[sp.csr_matrix] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_p, unit="protein", desc="encode")
+    i = 0
+    while i < n_p:
+        j = i + 1  # proteins i..j-1: whole proteins, about batch_rows residues
+        while j < n_p and offsets[j] + lengths[j] - offsets[i] <= batch_rows:
+            j += 1
+        lo, hi = int(offsets[i]), int(offsets[j - 1] + lengths[j - 1])
+        X = store.rows(lo, hi, cols)
+        if X.shape[1] != sae.d_in:
+            raise ValueError(f"{getattr(store, 'path', 'store')}: selected columns have dimension {X.shape[1]}, "
+                             f"the SAE expects d_in={sae.d_in}")
+        rows, lat, val = _sparse_rows(sae, X, chunk_rows)
+        prot = np.searchsorted(offsets[i:j] - lo, rows, side="right") - 1  # residue -> protein (local)
+        # a zero-length protein never owns a residue: searchsorted gives the last protein starting there
+        key = prot.astype(np.int64) * n_lat + lat
+        if pooling == "max":
+            order = np.lexsort((-val, key))
+            key_s, val_s = key[order], val[order]
+            first = np.ones(key_s.size, dtype=bool)
+            first[1:] = key_s[1:] != key_s[:-1]
+            ukey, uval = key_s[first], val_s[first]
+        else:
+            ukey, inv = np.unique(key, return_inverse=True)
+            sums = np.bincount(inv, weights=val.astype(np.float64), minlength=ukey.size)
+            plen = lengths[i:j][ukey // n_lat]
+            uval = (sums / plen).astype(np.float32)
+        parts.append(sp.csr_matrix((uval.astype(np.float32), (ukey // n_lat, ukey % n_lat)), shape=(j - i, n_lat),
+                                   dtype=np.float32))
+        if bar is not None:
+            bar.update(j - i)
+        i = j
+    if bar is not None:
+        bar.close()
+    if not parts:
+        return sp.csr_matrix((0, n_lat), dtype=np.float32)
+    out = sp.vstack(parts, format="csr").astype(np.float32)
+    out.sort_indices()
+    return out
+
+
+def decoder_share(sae: SparseAutoencoder, columns_a: Any) -> np.ndarray:
+    """Share of each decoder row's squared norm lying on `columns_a` (indices into the SAE's input).
+
+    For an SAE on an rd space [base | residual], decoder_share(sae, slice(0, k_base)) tells how much
+    of each latent writes to the base block vs. the residual block. The pre-processing scale is one
+    global scalar, so shares are the same in raw and pre-processed units.
+    """
+    cols = parse_columns(columns_a)
+    W = sae.W_dec.detach().cpu().double()
+    total = W.pow(2).sum(1)
+    if isinstance(cols, np.ndarray):
+        cols = torch.from_numpy(cols)
+    part = W[:, cols].pow(2).sum(1) if cols is not None else total
+    share = torch.where(total > 0, part / total.clamp_min(1e-300), torch.zeros_like(total))
+    return share.numpy()

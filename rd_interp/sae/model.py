@@ -1,0 +1,383 @@
+"""Sparse autoencoder architectures: TopK (default), BatchTopK and ReLU with decoder-norm-weighted L1.
+
+TopK (Gao et al. 2024):  z = TopK(ReLU(W_enc^T (x' - b_dec) + b_enc)),  x_hat' = W_dec^T z + b_dec,
+where x' = (x - mean) * scale is the pre-processed input. The pre-processing (per-dimension mean and a
+global scale giving E||x'||^2 = d) lives inside the module so callers always pass RAW embeddings: PLM
+embeddings have a few dimensions with huge means that otherwise dominate the loss and kill latents.
+
+Cost: on CPU the dense encoder matmul is the only unavoidable O(B*d*n) term. Decoding uses
+`embedding_bag` over the k active latents (O(B*k*d)), and the encoder's backward pass only touches
+the selected pre-activations (`_GatherPre`), so a training step costs ~one dense matmul instead of
+the ~five a dense implementation needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rd_interp.io.serialize import ConfigError
+
+__all__ = ["SAEConfig", "SparseAutoencoder", "ARCHITECTURES"]
+
+ARCHITECTURES = ("topk", "batchtopk", "relu")
+
+
+@dataclass
+class SAEConfig:
+    """Architecture of a sparse autoencoder. `d_in=0` means "take it from the training data"."""
+
+    architecture: Literal["topk", "batchtopk", "relu"] = "topk"
+    d_in: int = 0
+    n_latents: int = 4096
+    k: int = 32
+    # ReLU only: weight of sum_i z_i * ||W_dec[i]|| (the InterPLM / Anthropic April-2024 baseline).
+    l1_coeff: float = 5.0
+
+    def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture: {self.architecture!r} is not one of {list(ARCHITECTURES)}")
+        if self.d_in < 0:
+            raise ConfigError(f"d_in: must be >= 1 (or 0 = from the data), got {self.d_in}")
+        if self.n_latents < 1:
+            raise ConfigError(f"n_latents: must be >= 1, got {self.n_latents}")
+        if self.architecture != "relu":
+            if self.k < 1:
+                raise ConfigError(f"k: must be >= 1, got {self.k}")
+            if self.k > self.n_latents:
+                raise ConfigError(f"k: {self.k} active latents requested but the SAE has only n_latents={self.n_latents}")
+        if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
+            raise ConfigError(f"l1_coeff: must be a finite number >= 0, got {self.l1_coeff}")
+
+
+class _Pattern:
+    """Sparsity pattern of a [B, m] latent index matrix, sorted by latent once per step.
+
+    Both weight gradients of a sparse step have the form S^T @ Y with S [B, n_latents] holding B*m
+    non-zeros; with the pattern sorted by latent this is one CSR x dense product (O(B*m*d)), far cheaper
+    on CPU than a dense [B, n] x [B, d] product or embedding_bag's own backward (which re-sorts).
+    """
+
+    def __init__(self, idx: torch.Tensor, n: int):
+        B, m = idx.shape
+        flat = idx.reshape(-1)
+        if flat.is_cuda:
+            order = torch.argsort(flat, stable=True)
+        else:  # numpy's stable argsort of small ints is several times faster than torch's on CPU
+            order = torch.from_numpy(np.argsort(flat.numpy(), kind="stable"))
+        self.order = order
+        self.rows_sorted = torch.div(order, m, rounding_mode="floor")
+        counts = torch.bincount(flat, minlength=n)
+        crow = torch.zeros(n + 1, dtype=torch.long, device=idx.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        self.crow = crow
+        self.flat = flat
+        self.offsets = torch.arange(0, B * m, m, device=idx.device)
+        self.bag = torch.arange(B, device=idx.device).repeat_interleave(m)
+        self.shape = (n, B)
+
+    def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d]."""
+        v = values.reshape(-1)[self.order].to(Y.dtype)
+        S = torch.sparse_csr_tensor(self.crow, self.rows_sorted, v, size=self.shape, check_invariants=False)
+        return S @ Y
+
+
+class _GatherPre(torch.autograd.Function):
+    """pre[b, idx[b, j]] where pre = x @ W_enc + bias was computed densely WITHOUT autograd.
+
+    Backward is sparse: grad_W_enc = (S^T x)^T with S the [B, n] gradient pattern, instead of the
+    dense x^T @ grad_pre product (B*d*n) that autograd through topk would perform.
+    """
+
+    @staticmethod
+    def forward(ctx, pre, x, W_enc, bias, idx, pattern):
+        ctx.save_for_backward(x)
+        ctx.pattern = pattern
+        ctx.n = W_enc.shape[1]
+        return pre.gather(1, idx)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        pat: _Pattern = ctx.pattern
+        grad = grad.contiguous()
+        g_bias = torch.zeros(ctx.n, dtype=grad.dtype, device=grad.device).index_add_(0, pat.flat, grad.reshape(-1))
+        g_W = pat.st_mm(grad, x).t().contiguous() if ctx.needs_input_grad[2] else None
+        return None, None, g_W, g_bias, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """sum_j vals[b, j] * W_dec[idx[b, j]] via embedding_bag, with a sparse CSR backward."""
+
+    @staticmethod
+    def forward(ctx, vals, W_dec, pattern):
+        ctx.save_for_backward(vals, W_dec)
+        ctx.pattern = pattern
+        return F.embedding_bag(pattern.flat.view(vals.shape), W_dec, per_sample_weights=vals, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):
+        vals, W_dec = ctx.saved_tensors
+        pat: _Pattern = ctx.pattern
+        grad = grad.contiguous()
+        g_vals = g_W = None
+        if ctx.needs_input_grad[0]:
+            g_vals = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad, W_dec, pat.flat, pat.offsets, pat.bag, 0, -1).view(vals.shape)
+        if ctx.needs_input_grad[1]:
+            g_W = pat.st_mm(vals, grad)
+        return g_vals, g_W, None
+
+
+def _pad_rows(flat_idx: torch.Tensor, B: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat indices into a [B, n] matrix -> ([B, m] latent indices, [B, m] validity), m = max per row."""
+    flat_idx, _ = flat_idx.sort()
+    rows, lat = torch.div(flat_idx, n, rounding_mode="floor"), flat_idx % n
+    counts = torch.bincount(rows, minlength=B)
+    m = max(int(counts.max()) if counts.numel() else 0, 1)
+    pos = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    idx = torch.zeros(B, m, dtype=torch.long, device=rows.device)
+    valid = torch.zeros(B, m, dtype=torch.bool, device=rows.device)
+    idx[rows, pos] = lat
+    valid[rows, pos] = True
+    return idx, valid
+
+
+class SparseAutoencoder(nn.Module):
+    """A trained or trainable SAE. `encode`/`decode`/`forward` work on RAW embeddings.
+
+    Parameters (SAELens naming): W_enc [d_in, n_latents], b_enc [n_latents], W_dec [n_latents, d_in],
+    b_dec [d_in] (all in the pre-processed space). Buffers: `pre_mean` [d_in], `pre_scale` [] and,
+    for BatchTopK, `threshold` [] (the fixed inference threshold; NaN until training sets it).
+    """
+
+    def __init__(self, cfg: SAEConfig, *, seed: int | None = 0):
+        super().__init__()
+        cfg.validate()
+        if cfg.d_in < 1:
+            raise ConfigError("d_in: must be set (>= 1) to build an SAE")
+        self.cfg = cfg
+        d, n = cfg.d_in, cfg.n_latents
+        gen = torch.Generator().manual_seed(int(seed or 0))
+        # Decoder rows: random unit vectors; encoder = decoder^T (Gao et al.), biases zero.
+        W_dec = torch.randn(n, d, generator=gen, dtype=torch.float32)
+        W_dec /= W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.t().clone().contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(n))
+        self.b_dec = nn.Parameter(torch.zeros(d))
+        self.register_buffer("pre_mean", torch.zeros(d))
+        self.register_buffer("pre_scale", torch.ones(()))
+        self.register_buffer("threshold", torch.full((), float("nan")))
+
+    # -- pre-processing ------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def n_latents(self) -> int:
+        return self.cfg.n_latents
+
+    def check_input(self, x: torch.Tensor | np.ndarray, what: str = "input") -> torch.Tensor:
+        """Raw input -> float32 tensor on the SAE's device, with clear errors for wrong shape / NaN / Inf."""
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{what}: expected a tensor or array, got {type(x).__name__}")
+        if x.ndim != 2:
+            raise ValueError(f"{what}: expected a 2-D [n_vectors, {self.d_in}] array, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.d_in:
+            src = self.source_hint()
+            raise ValueError(
+                f"{what}: vectors have dimension {x.shape[1]} but this SAE expects d_in={self.d_in}{src}"
+            )
+        x = x.to(device=self.W_enc.device, dtype=torch.float32)
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            bad = int(torch.nonzero(~finite)[0, 0])
+            kind = "NaN" if bool(torch.isnan(x[bad]).any()) else "Inf"
+            raise ValueError(f"{what}: row {bad} contains {kind} values")
+        return x
+
+    def source_hint(self) -> str:
+        src = getattr(self, "source_", None) or {}
+        if not src:
+            return ""
+        cols = src.get("columns")
+        return f" (trained on {src.get('store') or src.get('name')}, columns {cols if cols is not None else 'all'})"
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.pre_mean) * self.pre_scale
+
+    def postprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return x / self.pre_scale + self.pre_mean
+
+    # -- core (pre-processed space) ------------------------------------------------------------
+    def _pre(self, xp: torch.Tensor) -> torch.Tensor:
+        return (xp - self.b_dec) @ self.W_enc + self.b_enc
+
+    def _activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """Dense latents from pre-activations, inference form (BatchTopK uses the fixed threshold)."""
+        arch = self.cfg.architecture
+        if arch == "topk":
+            vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+            return torch.zeros_like(pre).scatter_(1, idx, F.relu(vals))
+        if arch == "batchtopk":
+            thr = self.threshold
+            if bool(torch.isnan(thr)):
+                raise ValueError("this BatchTopK SAE has no inference threshold yet (train it first)")
+            return pre * (pre > thr.clamp_min(0.0))
+        return F.relu(pre)
+
+    def encode_sparse(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw input -> (row, latent, value) of the non-zero latents (flat tensors, row-major order).
+
+        Never materialises more than one dense [B, n_latents] block for TopK; callers stream in chunks.
+        """
+        x = self.check_input(x)
+        with torch.no_grad():
+            pre = self._pre(self.preprocess(x))
+            if self.cfg.architecture == "topk":
+                vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+                vals = F.relu(vals)
+                rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(self.cfg.k)
+                vals, idx = vals.reshape(-1), idx.reshape(-1)
+                keep = vals > 0
+                rows, idx, vals = rows[keep], idx[keep], vals[keep]
+                order = torch.argsort(rows * self.n_latents + idx)
+                return rows[order], idx[order], vals[order]
+            z = self._activate(pre)
+            nz = torch.nonzero(z > 0, as_tuple=True)
+            return nz[0], nz[1], z[nz]
+
+    def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Raw embeddings [B, d_in] -> dense latents [B, n_latents]."""
+        x = self.check_input(x)
+        with torch.no_grad():
+            return self._activate(self._pre(self.preprocess(x)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Dense latents [B, n_latents] -> reconstruction in RAW embedding space."""
+        if z.ndim != 2 or z.shape[1] != self.n_latents:
+            raise ValueError(f"latents must have shape [B, {self.n_latents}], got {tuple(z.shape)}")
+        with torch.no_grad():
+            return self.postprocess(z.to(self.W_dec.dtype) @ self.W_dec + self.b_dec)
+
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Raw embeddings -> raw reconstruction (inference form)."""
+        x = self.check_input(x)
+        with torch.no_grad():
+            xp = self.preprocess(x)
+            return self.postprocess(self._reconstruct_eval(xp))
+
+    def _reconstruct_eval(self, xp: torch.Tensor) -> torch.Tensor:
+        pre = self._pre(xp)
+        if self.cfg.architecture == "topk":
+            vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+            return F.embedding_bag(idx, self.W_dec, per_sample_weights=F.relu(vals), mode="sum") + self.b_dec
+        return self._activate(pre) @ self.W_dec + self.b_dec
+
+    # -- training forward (pre-processed space) --------------------------------------------------
+    def train_forward(
+        self,
+        xp: torch.Tensor,
+        *,
+        dead_mask: torch.Tensor | None = None,
+        k_aux: int = 0,
+        autocast: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """One training forward pass on pre-processed inputs; returns the loss terms and latents.
+
+        Returned keys: loss, mse (per-vector mean of squared error / d), aux (AuxK term or 0),
+        l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active),
+        kth (BatchTopK: smallest kept activation, for the inference threshold).
+        """
+        arch = self.cfg.architecture
+        d, n, k = self.d_in, self.n_latents, self.cfg.k
+        B = xp.shape[0]
+        bias = self.b_enc - self.b_dec @ self.W_enc  # == pre of (x - b_dec): keeps b_dec's gradient O(d*n)
+        if arch == "relu":
+            pre = xp @ self.W_enc + bias
+            z = F.relu(pre)
+            norms = self.W_dec.norm(dim=1)
+            x_hat = z @ self.W_dec + self.b_dec
+            err = (x_hat - xp).pow(2).sum(1)
+            mse = err.mean() / d
+            l1 = (z * norms).sum(1).mean() / d
+            fired = (z > 0).any(0)
+            return {"loss": mse + self.cfg.l1_coeff * l1, "mse": mse, "aux": mse.new_zeros(()), "l1": l1,
+                    "x_hat": x_hat.detach(), "fired": fired, "l0": (z > 0).sum(1).float().mean(),
+                    "err": err.detach()}
+        with torch.no_grad():
+            if autocast and xp.is_cuda:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    pre_d = (xp @ self.W_enc).float() + bias
+            else:
+                pre_d = torch.addmm(bias, xp, self.W_enc)
+        out: dict[str, torch.Tensor] = {}
+        if arch == "topk":
+            _, idx = pre_d.topk(k, dim=1, sorted=False)
+            valid = None
+        else:  # batchtopk: the B*k largest activations of the whole batch, padded to [B, m]
+            flat = F.relu(pre_d).reshape(-1)
+            kv, kidx = flat.topk(B * k, sorted=False)
+            keep = kv > 0
+            out["kth"] = kv[keep].min() if bool(keep.any()) else xp.new_zeros(())
+            idx, valid = _pad_rows(kidx[keep], B, n)
+        pat = _Pattern(idx, n)
+        vals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, idx, pat))
+        if valid is not None:
+            vals = vals * valid
+        x_hat = _SparseDecode.apply(vals, self.W_dec, pat) + self.b_dec
+        active = vals.detach() > 0
+        fired = torch.zeros(n, dtype=torch.bool, device=xp.device)
+        fired[idx[active]] = True
+        l0 = active.sum(1).float().mean()
+        err = (x_hat - xp).pow(2).sum(1)
+        mse = err.mean() / d
+        aux = mse.new_zeros(())
+        if dead_mask is not None and k_aux > 0:
+            n_dead = int(dead_mask.sum())
+            if n_dead > 0:
+                ka = min(k_aux, n_dead)
+                masked = pre_d.masked_fill(~dead_mask, float("-inf"))
+                _, aidx = masked.topk(ka, dim=1, sorted=False)
+                apat = _Pattern(aidx, n)
+                avals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, aidx, apat))
+                e = (xp - x_hat).detach()
+                e_hat = _SparseDecode.apply(avals, self.W_dec, apat)
+                # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
+                denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+                aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)
+        out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0, err=err.detach())
+        return out
+
+    # -- decoder norm constraint ------------------------------------------------------------------
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Project out the gradient component along each (unit) decoder row, so Adam moves rows on the sphere."""
+        g = self.W_dec.grad
+        if g is None:
+            return
+        W = self.W_dec
+        g -= (g * W).sum(1, keepdim=True) * W
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return f"{c.architecture}, d_in={c.d_in}, n_latents={c.n_latents}, k={c.k}"
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)

@@ -1,0 +1,320 @@
+"""Training loop for sparse autoencoders (TopK + AuxK by default).
+
+Recipe (Gao et al. 2024; SAELens/sparsify defaults where they agree):
+- inputs pre-processed inside the SAE: per-dimension mean removed, one global scale so E||x'||^2 = d;
+- W_enc = W_dec^T at init, decoder rows unit norm and kept so (parallel gradient removed, renormalised
+  after every step), b_dec = data mean (in pre-processed space), b_enc = 0;
+- AuxK: the k_aux = d/2 largest pre-activations among latents that have not fired in the last
+  `dead_window` vectors reconstruct the residual, weight 1/32;
+- Adam(betas 0.9/0.999, eps 6.25e-10), lr = 2e-4 * sqrt(2^14 / n_latents) unless given, linear warmup,
+  linear decay to 0 over the last 20% of steps, gradient-norm clip 1.0; bf16 autocast on CUDA only.
+
+Determinism: the batch at step t is a pure function of (seed, t) (see data.BatchOrder), the model init
+of the seed, and nothing else draws random numbers; so a run is reproducible bit for bit on CPU, and a
+resumed run (model, Adam state, dead-latent counters, threshold statistics and step restored from the
+checkpoint) ends identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rd_interp.io.atomic import atomic_path, sha256_json
+from rd_interp.io.serialize import ConfigError, to_dict
+from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
+from rd_interp.sae.model import SAEConfig, SparseAutoencoder
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "train_sae", "default_lr", "fit_preprocessing"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def default_lr(n_latents: int) -> float:
+    """Gao et al.'s scaling: lr ~ 1/sqrt(n_latents), 2e-4 at 2^14 latents."""
+    return 2e-4 * math.sqrt(2**14 / n_latents)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. `n_steps` wins over `n_tokens`; both unset -> 5 epochs, capped at 50M vectors."""
+
+    batch_size: int = 4096
+    n_steps: int | None = None
+    n_tokens: int | None = None
+    lr: float | None = None  # None -> default_lr(n_latents)
+    warmup_steps: int | None = None  # None -> min(1000, 5% of steps)
+    decay_fraction: float = 0.2  # linear decay to 0 over this final fraction of steps
+    grad_clip: float = 1.0
+    adam_eps: float = 6.25e-10
+    aux_k: int | None = None  # None -> d_in // 2 ; 0 disables AuxK
+    aux_coeff: float = 1 / 32
+    dead_window: int | None = None  # vectors without firing before a latent counts as dead; None -> auto
+    norm_rows: int = 1 << 18  # rows sampled to estimate the pre-processing mean/scale
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    autocast: bool = True  # bf16 encoder matmul on CUDA (ignored on CPU)
+    checkpoint_every: int = 500  # steps; only with a checkpoint_dir
+    threshold_decay: float = 0.99  # BatchTopK: EMA of the smallest kept activation -> inference threshold
+    num_threads: int | None = None  # torch CPU threads (None: leave torch's setting)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.n_steps is not None and self.n_steps < 1:
+            raise ConfigError(f"n_steps: must be >= 1, got {self.n_steps}")
+        if self.n_tokens is not None and self.n_tokens < 1:
+            raise ConfigError(f"n_tokens: must be >= 1, got {self.n_tokens}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ConfigError(f"decay_fraction: must be in [0, 1], got {self.decay_fraction}")
+        if self.aux_k is not None and self.aux_k < 0:
+            raise ConfigError(f"aux_k: must be >= 0, got {self.aux_k}")
+        if self.norm_rows < 1:
+            raise ConfigError(f"norm_rows: must be >= 1, got {self.norm_rows}")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int, seed: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """(mean [d] float32, scale, sample rows used) from up to n_sample training rows, accumulated in float64."""
+    pool_n = source.n_rows if rows is None else rows.size
+    rng = np.random.default_rng([int(seed), 0x9E0])
+    if pool_n <= n_sample:
+        sample = np.arange(source.n_rows, dtype=np.int64) if rows is None else rows
+    else:
+        pick = np.sort(rng.choice(pool_n, size=n_sample, replace=False))
+        sample = pick.astype(np.int64) if rows is None else rows[pick]
+    d = source.dim
+    s1 = np.zeros(d, dtype=np.float64)
+    count = 0
+    for idx, block in source.iter_rows(sample, chunk_rows=32768):
+        _check_finite(block, idx, source)
+        s1 += block.sum(0, dtype=np.float64)
+        count += block.shape[0]
+    mean = s1 / count
+    ss = 0.0
+    for _, block in source.iter_rows(sample, chunk_rows=32768):
+        ss += float(((block.astype(np.float64) - mean) ** 2).sum())
+    msq = ss / count
+    if not msq > 0:
+        raise ValueError(f"{source.name}: training vectors have zero variance; nothing to learn")
+    scale = math.sqrt(d / msq)
+    return mean.astype(np.float32), float(np.float32(scale)), sample
+
+
+def _check_finite(block: np.ndarray, idx: np.ndarray, source: DataSource) -> None:
+    ok = np.isfinite(block).all(axis=1)
+    if not ok.all():
+        bad = int(np.flatnonzero(~ok)[0])
+        kind = "NaN" if np.isnan(block[bad]).any() else "Inf"
+        raise ValueError(f"{source.name}: row {int(idx[bad])} contains {kind} values; clean the embeddings first")
+
+
+def _lr_at(step: int, n_steps: int, base: float, warmup: int, decay_fraction: float) -> float:
+    f = 1.0
+    if warmup > 0 and step < warmup:
+        f = (step + 1) / warmup
+    decay_steps = int(round(decay_fraction * n_steps))
+    if decay_steps > 0 and step >= n_steps - decay_steps:
+        f = min(f, (n_steps - step) / decay_steps)
+    return base * f
+
+
+def _resolve(sae_cfg: SAEConfig, cfg: TrainConfig, n_train: int) -> dict[str, Any]:
+    if cfg.n_steps is not None:
+        n_steps = cfg.n_steps
+    elif cfg.n_tokens is not None:
+        n_steps = max(1, math.ceil(cfg.n_tokens / cfg.batch_size))
+    else:
+        n_steps = max(1, math.ceil(min(5 * n_train, 50_000_000) / cfg.batch_size))
+    total = n_steps * cfg.batch_size
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(1000, n_steps // 20)
+    aux_k = cfg.aux_k if cfg.aux_k is not None else sae_cfg.d_in // 2
+    if sae_cfg.architecture == "relu":
+        aux_k = 0
+    # Dead = silent for 10M vectors (Gao et al.), but scaled down for small data / short runs so the
+    # counter can ever trigger: at most one pass over the training rows and a fifth of the run.
+    dead_window = cfg.dead_window if cfg.dead_window is not None else int(
+        max(cfg.batch_size, min(10_000_000, n_train, total // 5)))
+    return {"n_steps": int(n_steps), "warmup_steps": int(warmup), "aux_k": int(aux_k),
+            "dead_window": int(dead_window), "lr": float(cfg.lr if cfg.lr is not None else default_lr(sae_cfg.n_latents))}
+
+
+def train_sae(
+    data: Any,
+    sae_cfg: SAEConfig,
+    train_cfg: TrainConfig | None = None,
+    *,
+    columns: Any = None,
+    rows: np.ndarray | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> SparseAutoencoder:
+    """Train an SAE on `data` (array [N, D] or EmbeddingStore), optionally on `columns` and `rows` only.
+
+    `checkpoint_dir`: a checkpoint is written there every `checkpoint_every` steps and at the end; if
+    one exists (from the same data/config) training resumes from it. `stop_after`: run at most that many
+    steps in this call (checkpoint, then return the partly trained SAE) - for time-sliced jobs.
+    The returned SAE carries `train_info_` (resolved settings, final running statistics) and `source_`.
+    """
+    cfg = train_cfg or TrainConfig()
+    cfg.validate()
+    sae_cfg.validate()
+    source = as_source(data, columns)
+    rows = source.check_rows(rows)
+    n_train = source.n_rows if rows is None else int(rows.size)
+    if n_train < 1:
+        raise ValueError(f"{source.name}: no training vectors")
+    if sae_cfg.d_in == 0:
+        sae_cfg = dataclasses.replace(sae_cfg, d_in=source.dim)
+    elif sae_cfg.d_in != source.dim:
+        raise ValueError(f"SAEConfig.d_in={sae_cfg.d_in} but the selected data columns have dimension {source.dim}")
+    sae_cfg.validate()
+    res = _resolve(sae_cfg, cfg, n_train)
+    n_steps = res["n_steps"]
+    dev = _device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+
+    sae = SparseAutoencoder(sae_cfg, seed=cfg.seed)
+    mean, scale, _ = fit_preprocessing(source, rows, cfg.norm_rows, cfg.seed)
+    with torch.no_grad():
+        sae.pre_mean.copy_(torch.from_numpy(mean))
+        sae.pre_scale.fill_(scale)
+        # b_dec starts at the data mean in pre-processed space, which is 0 by construction (SAE init).
+    sae.to(dev)
+    opt = torch.optim.Adam(sae.parameters(), lr=res["lr"], betas=(0.9, 0.999), eps=cfg.adam_eps)
+    since_fired = torch.zeros(sae_cfg.n_latents, dtype=torch.long, device=dev)
+    thr_ema = torch.zeros((), dtype=torch.float64)
+    thr_count = 0
+    start = 0
+    source_info = {"name": source.name, "store": str(source.store.path) if source.store is not None else None,
+                   "columns": columns_to_json(source.columns, source.full_dim), "full_dim": source.full_dim,
+                   "n_train_rows": n_train}
+    fingerprint = sha256_json({"sae": to_dict(sae_cfg), "train": to_dict(cfg), "source": source_info,
+                               "rows": _rows_digest(rows)})
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if ckpt_path is not None and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(f"{ckpt_path}: checkpoint belongs to a different data/config; use another "
+                             "checkpoint directory or delete it")
+        sae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        since_fired = state["since_fired"].to(dev)
+        thr_ema = state["thr_ema"].cpu()
+        thr_count = int(state["thr_count"])
+        start = int(state["step"])
+        log.info("resuming %s from step %d/%d", ckpt_path, start, n_steps)
+
+    order = BatchOrder(rows, source.n_rows, cfg.batch_size, cfg.seed)
+    end = n_steps if stop_after is None else min(n_steps, start + int(stop_after))
+    bar = None
+    if progress and end > start:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, initial=start, unit="step", desc=f"SAE {sae_cfg.architecture}", dynamic_ncols=True)
+    run_fvu = run_l0 = None
+    t0 = time.perf_counter()
+    done_vectors = 0
+    d = sae_cfg.d_in
+    sae.train()
+    for step in range(start, end):
+        idx = order.rows_at(step)
+        block = source.take(idx)
+        _check_finite(block, idx, source)
+        x = torch.from_numpy(block).to(dev, non_blocking=True)
+        xp = sae.preprocess(x)
+        dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
+        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast)
+        loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        constrained = sae_cfg.architecture != "relu"
+        if constrained:
+            sae.remove_parallel_decoder_grad()
+        if cfg.grad_clip and cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+        opt.step()
+        if constrained:
+            sae.normalize_decoder()
+        with torch.no_grad():
+            since_fired += x.shape[0]
+            since_fired[out["fired"]] = 0
+            if "kth" in out:
+                kth = out["kth"].double().cpu()
+                thr_ema = kth if thr_count == 0 else cfg.threshold_decay * thr_ema + (1 - cfg.threshold_decay) * kth
+                thr_count += 1
+        done_vectors += x.shape[0]
+        if bar is not None or step == end - 1:
+            with torch.no_grad():
+                sst = (xp - xp.mean(0)).pow(2).sum()
+                fvu = float(out["err"].sum() / sst.clamp_min(1e-30))
+            run_fvu = fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * fvu
+            l0 = float(out["l0"])
+            run_l0 = l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * l0
+            if bar is not None:
+                bar.update(1)
+                if (step - start) % 5 == 0 or step == end - 1:
+                    el = time.perf_counter() - t0
+                    bar.set_postfix(vec_s=f"{done_vectors / max(el, 1e-9):.0f}", fvu=f"{run_fvu:.4f}",
+                                    l0=f"{run_l0:.1f}",
+                                    dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
+        if ckpt_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+            _save_checkpoint(ckpt_path, sae, opt, since_fired, thr_ema, thr_count, step + 1, fingerprint)
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    if sae_cfg.architecture == "batchtopk" and thr_count > 0:
+        sae.threshold.fill_(float(thr_ema))
+    sae.eval()
+    sae.source_ = source_info
+    sae.train_info_ = {
+        **res, "batch_size": cfg.batch_size, "seed": cfg.seed, "steps_done": end, "finished": end >= n_steps,
+        "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
+        "running_fvu": run_fvu, "running_l0": run_l0, "device": str(dev),
+        "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
+        "train_config": to_dict(cfg),
+    }
+    return sae
+
+
+def _rows_digest(rows: np.ndarray | None) -> str | None:
+    if rows is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()
+
+
+def _save_checkpoint(path: Path, sae, opt, since_fired, thr_ema, thr_count, step, fingerprint) -> None:
+    state = {"model": sae.state_dict(), "optimizer": opt.state_dict(), "since_fired": since_fired.cpu(),
+             "thr_ema": thr_ema.clone(), "thr_count": int(thr_count), "step": int(step), "fingerprint": fingerprint,
+             "torch_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

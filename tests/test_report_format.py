@@ -47,9 +47,13 @@ def test_flatten_config():
 
 def test_markdown_escaping():
     assert escape_md("a|b") == "a\\|b"
-    assert escape_md("<script>") == "&lt;script&gt;"
+    assert escape_md("<script>") == "&lt;script>"
     assert escape_md("two\nlines") == "two lines"
-    assert escape_md("ABC_HUMAN *x*") == "ABC\\_HUMAN \\*x\\*"
+    assert escape_md("ABC_HUMAN *x* _y_") == "ABC_HUMAN \\*x\\* \\_y\\_"
+    assert escape_md("[click](https://x)") == "[click\\](https://x)"
+    assert escape_md("746 [681, 811]") == "746 [681, 811]"
+    assert escape_md("a -> b & c") == "a -> b & c"
+    assert escape_md("&lt;b&gt;") == "&amp;lt;b&amp;gt;"
     assert code_md("GO:0005524") == "`GO:0005524`"
     assert code_md("a`b") == "``a`b``"
     assert code_md("x|y", in_table=True) == "`x\\|y`"

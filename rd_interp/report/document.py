@@ -405,11 +405,18 @@ def top_latents(summary: dict) -> list[Block]:
     return blocks
 
 
+KNOWN_KEYS = {"title", "run_id", "provenance", "distillation", "sae_quality", "coverage", "comparisons",
+              "specificity", "attribution", "strata", "top_latents", "notes"}
+
+
 def notes(summary: dict) -> list[Block]:
-    items = summary.get("notes")
+    items = [_s(n) for n in summary.get("notes") or []]
+    extra = sorted(k for k in summary if k not in KNOWN_KEYS)
+    if extra:
+        items.append(f"summary.json also holds sections this report does not draw: {', '.join(extra)}.")
     if not items:
         return [Paragraph("None.", css="caption")]
-    return [BulletList([_s(n) for n in items])]
+    return [BulletList(items)]
 
 
 # Pipeline order for timings: the summary's dict keys are sorted in summary.json, so order is restored here.

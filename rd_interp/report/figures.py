@@ -81,8 +81,8 @@ SPECS = {
         "coverage_vs_attribution.png",
         "Coverage versus attribution",
         "Each dot is a latent: its base share (x) against the number of GO terms enriched in its top proteins "
-        "(y, symmetric-log scale; small vertical jitter). The line is the mean number of terms in ten base-share "
-        "bins.",
+        "(y, symmetric-log scale; small vertical jitter). The line is the mean number of terms per base-share "
+        "decile bin (bins with at least five latents).",
     ),
     "residual_variance": FigureSpec(
         "residual_variance.png",
@@ -320,9 +320,10 @@ def coverage_vs_attribution(summary: dict) -> Figure | None:
         edges = np.linspace(0.0, 1.0, 11)
         idx = np.clip(np.digitize(share, edges) - 1, 0, 9)
         centres, means = [], []
+        min_count = 5 if terms.size >= 50 else 1  # a mean over one or two latents is noise, not a trend
         for b in range(10):
             sel = idx == b
-            if sel.any():
+            if sel.sum() >= min_count:
                 centres.append((edges[b] + edges[b + 1]) / 2)
                 means.append(terms[sel].mean())
         ax.plot(centres, means, color="#222222", linewidth=1.4, marker="o", markersize=3)

@@ -24,14 +24,18 @@ from rd_interp.report.document import (
 )
 from rd_interp.report.figures import SPECS
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
+# Escaped: backslash, backtick, '*', '|', '_' at a word edge (snake_case inside a word is harmless in
+# GitHub Markdown and stays readable), and ']' before '(' (kills inline links/images). '<' becomes an
+# entity so no raw HTML can open; '>' alone cannot.
+_MD_SPECIAL = re.compile(r"([\\`*|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|\](?=\())")
 
 
 def escape_md(text: object) -> str:
     """Plain text safe inside a Markdown paragraph or table cell."""
     s = " ".join(str(text).splitlines())
+    s = s.replace("&", "&amp;") if re.search(r"&#?\w+;", s) else s  # keep a literal '&lt;' literal
     s = _MD_SPECIAL.sub(r"\\\1", s)
-    return s.replace("<", "&lt;").replace(">", "&gt;")
+    return s.replace("<", "&lt;")
 
 
 def code_md(text: object, in_table: bool = False) -> str:

@@ -74,10 +74,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     out: dict = {"fasta": s.to_dict()}
     lines = [
         f"fasta: {s.path}: OK",
-        f"  {s.n_records:,} records, {s.n_residues:,} residues, length min/median/max "
-        f"{s.min_length}/{s.median_length:g}/{s.max_length}",
-        f"  {s.n_over_1022:,} longer than 1022 (ESM-2's context: truncated or windowed when embedding); "
-        f"{s.n_nonstandard:,} contain X/B/U/Z/O",
+        (f"  {s.n_records:,} records, {s.n_residues:,} residues, length min/median/max "
+        f"{s.min_length}/{s.median_length:g}/{s.max_length}"),
+        (f"  {s.n_over_1022:,} longer than 1022 (ESM-2's context: truncated or windowed when embedding); "
+        f"{s.n_nonstandard:,} contain X/B/U/Z/O"),
     ]
     if args.annotations:
         from rd_interp.io.annotations import read_annotations

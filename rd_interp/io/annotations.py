@@ -13,13 +13,13 @@ import gzip
 import io
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from rd_interp.io.atomic import atomic_path
-from rd_interp.io.fasta import open_text
+from rd_interp.io.fasta import iter_lines
 from rd_interp.io.go import normalize_namespace
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,11 +77,11 @@ class AnnotationReport:
         """Human-readable summary (used by `rd-interp data check`)."""
         out = [
             f"annotations: {self.path} (format {self.format}, ontology {self.ontology_release})",
-            f"  {self.n_records:,} records, {self.n_ids:,} distinct protein-GO pairs, "
-            f"{self.n_proteins:,} proteins with >= 1 resolved id",
-            f"  resolved {self.n_resolved:,} ({100 * self.fraction_resolved:.2f}%): direct "
+            (f"  {self.n_records:,} records, {self.n_ids:,} distinct protein-GO pairs, "
+            f"{self.n_proteins:,} proteins with >= 1 resolved id"),
+            (f"  resolved {self.n_resolved:,} ({100 * self.fraction_resolved:.2f}%): direct "
             f"{self.n_resolved_direct:,}, alt id -> main {self.n_alt_mapped:,}, obsolete -> replaced_by "
-            f"{self.n_obsolete_replaced:,}",
+            f"{self.n_obsolete_replaced:,}"),
             f"  dropped: obsolete without replacement {self.n_obsolete_dropped:,}, unknown {self.n_unknown:,}",
         ]
         if self.unknown_examples:
@@ -125,7 +125,7 @@ class Annotations(Mapping):
     def n_pairs(self) -> int:
         return sum(len(g) for g in self._map.values())
 
-    def by_namespace(self, ontology: "Ontology", ns: str) -> dict[str, set[str]]:
+    def by_namespace(self, ontology: Ontology, ns: str) -> dict[str, set[str]]:
         """protein -> its ids in one namespace ("BP"/"MF"/"CC"); proteins with none are left out."""
         ns = normalize_namespace(ns)
         out: dict[str, set[str]] = {}
@@ -142,7 +142,7 @@ class Annotations(Mapping):
                 out[p] = sel
         return out
 
-    def subset(self, protein_ids: Iterable[str]) -> "Annotations":
+    def subset(self, protein_ids: Iterable[str]) -> Annotations:
         """Only the given proteins that are annotated, in the given order (report kept: it describes the source)."""
         return Annotations({p: self._map[p] for p in protein_ids if p in self._map}, self.report)
 
@@ -155,7 +155,7 @@ def read_annotations(
     path: str | os.PathLike,
     *,
     fmt: str = "auto",
-    ontology: "Ontology | None" = None,
+    ontology: Ontology | None = None,
 ) -> Annotations:
     """Read annotations and map their ids onto `ontology` (None: the shipped GO release).
 
@@ -171,37 +171,31 @@ def read_annotations(
 
         ontology = Ontology.load()
     name = str(path)
-    with open_text(path) as fh:
-        try:
-            if fmt == "auto":
-                fmt = _detect(fh, name)
-            rows = {"tsv": _rows_tsv, "gaf": _rows_gaf, "uniprot": _rows_uniprot}[fmt](fh, name)
-            return _collect(rows, name, fmt, ontology)
-        except UnicodeDecodeError as exc:
-            raise AnnotationError(f"{name}:1: not a UTF-8 text file ({exc.reason})") from None
-        except (OSError, EOFError) as exc:
-            raise AnnotationError(f"{name}: cannot read file ({exc})") from None
+    if fmt == "auto":
+        fmt = _detect(path, name)
+    rows = {"tsv": _rows_tsv, "gaf": _rows_gaf, "uniprot": _rows_uniprot}[fmt](iter_lines(path, AnnotationError), name)
+    return _collect(rows, name, fmt, ontology)
 
 
-def _detect(fh: IO[str], name: str) -> str:
-    """Peek at the first non-empty lines (then rewind) to tell GAF, UniProt export and TSV apart."""
-    pos_lines = []
-    for _ in range(50):
-        line = fh.readline()
-        if not line:
-            break
-        if line.strip():
-            pos_lines.append(line.rstrip("\n\r"))
-        if len([x for x in pos_lines if not x.startswith("!")]) >= 1:
-            break
-    fh.seek(0)
-    if not pos_lines:
+def _detect(path, name: str) -> str:
+    """Peek at the first non-empty lines to tell GAF, UniProt export and TSV apart."""
+    first: list[str] = []
+    lines = iter_lines(path, AnnotationError)
+    try:
+        for _, line in lines:
+            if line.strip():
+                first.append(line)
+            if any(not x.startswith("!") for x in first) or len(first) >= 200:
+                break
+    finally:
+        lines.close()
+    if not first:
         raise AnnotationError(f"{name}:1: empty annotation file")
-    if pos_lines[0].lower().startswith("!gaf-version"):
+    if first[0].lower().startswith("!gaf-version"):
         return "gaf"
-    data = [x for x in pos_lines if not x.startswith("!")]
+    data = [x for x in first if not x.startswith("!")]
     if not data:
-        return "gaf" if pos_lines[0].startswith("!") else "tsv"
+        return "gaf"
     cols = [c.strip().lower() for c in data[0].split("\t")]
     if "entry" in cols and any("gene ontology" in c for c in cols):
         return "uniprot"
@@ -210,9 +204,8 @@ def _detect(fh: IO[str], name: str) -> str:
     return "tsv"
 
 
-def _data_lines(fh: IO[str], comment: str = "#") -> Iterator[tuple[int, str]]:
-    for lineno, raw in enumerate(fh, start=1):
-        line = raw.rstrip("\n\r")
+def _data_lines(lines: Iterable[tuple[int, str]], comment: str = "#") -> Iterator[tuple[int, str]]:
+    for lineno, line in lines:
         if not line.strip() or line.startswith(comment):
             continue
         yield lineno, line
@@ -226,7 +219,7 @@ def _check_id(go_id: str, name: str, lineno: int) -> str:
 
 
 # Each row generator yields (lineno, protein, [go ids], namespace or None, negated)
-def _rows_tsv(fh: IO[str], name: str):
+def _rows_tsv(fh: Iterable[tuple[int, str]], name: str):
     header_seen = False
     ns_memo: dict[str, str] = {}
     for lineno, line in _data_lines(fh):
@@ -264,7 +257,7 @@ def _rows_tsv(fh: IO[str], name: str):
         raise AnnotationError(f"{name}:1: no annotation lines")
 
 
-def _rows_gaf(fh: IO[str], name: str):
+def _rows_gaf(fh: Iterable[tuple[int, str]], name: str):
     n = 0
     for lineno, line in _data_lines(fh, comment="!"):
         cols = line.split("\t")
@@ -284,7 +277,7 @@ def _rows_gaf(fh: IO[str], name: str):
         raise AnnotationError(f"{name}:1: GAF file has no annotation lines")
 
 
-def _rows_uniprot(fh: IO[str], name: str):
+def _rows_uniprot(fh: Iterable[tuple[int, str]], name: str):
     it = _data_lines(fh)
     try:
         lineno, header = next(it)
@@ -310,7 +303,7 @@ def _rows_uniprot(fh: IO[str], name: str):
         yield lineno, prot, ids, None, False
 
 
-def _collect(rows, name: str, fmt: str, ontology: "Ontology") -> Annotations:
+def _collect(rows, name: str, fmt: str, ontology: Ontology) -> Annotations:
     rep = AnnotationReport(path=name, format=fmt, ontology_release=str(getattr(ontology, "release", "")))
     result: dict[str, set[str]] = {}
     listed: dict[str, None] = {}
@@ -354,7 +347,7 @@ def _collect(rows, name: str, fmt: str, ontology: "Ontology") -> Annotations:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def write_annotations_tsv(path: str | os.PathLike, annotations: Mapping[str, Iterable[str]], ontology: "Ontology") -> None:
+def write_annotations_tsv(path: str | os.PathLike, annotations: Mapping[str, Iterable[str]], ontology: Ontology) -> None:
     """Write the shipped TSV format (header; protein_id, go_id, namespace), atomically; .gz by suffix.
 
     Rows follow the proteins' order, then namespace (BP, MF, CC) and id, so output is deterministic.

@@ -15,9 +15,11 @@ import io
 import os
 import re
 import statistics
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from rd_interp.io.atomic import atomic_path, sha256_file
 
@@ -49,22 +51,57 @@ class FastaRecord:
         return len(self.sequence)
 
 
-def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open a plain or gzip-compressed text file (detected from its magic bytes, not its suffix)."""
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _check_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     if path.is_dir():
         raise FileNotFoundError(f"{path}: is a directory, expected a file")
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    return path
+
+
+def open_text(path: str | os.PathLike) -> IO[str]:
+    """Open a plain or gzip-compressed text file (detected from its magic bytes, not its suffix)."""
+    path = _check_file(path)
+    if _is_gzip(path):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict", newline=None)
     return open(path, encoding="utf-8", errors="strict", newline=None)
 
 
+def iter_lines(path: str | os.PathLike, error: type[ValueError] = ValueError) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, line without its line end) of a plain or gzip text file.
+
+    Decoding is per line, so a stray binary byte or a truncated gzip stream is reported as
+    ``error("<file>:<line>: ...")`` at the line where it occurs.
+    """
+    path = _check_file(path)
+    opener = gzip.open if _is_gzip(path) else open
+    lineno = 0
+    with opener(path, "rb") as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise error(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                                f"{exc.start + 1}); is this a binary file?") from None
+                yield lineno, text.rstrip("\r\n")
+        except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip stream
+            raise error(f"{path}:{lineno + 1}: cannot read file: {exc}") from None
+
+
 def parse_header(header: str) -> tuple[str, str]:
-    """Split a header line (without '>') into (id, description); UniProt ``sp|ACC|NAME`` gives ACC."""
+    """Split a header line (without '>') into (id, description); UniProt ``sp|ACC|NAME`` gives ACC.
+
+    A blank right after '>' means the header has no id (returned as "").
+    """
+    if not header or header[0].isspace():
+        return "", header.strip()
     header = header.strip()
     token, _, rest = header.partition(" ")
     if "\t" in token:
@@ -95,48 +132,41 @@ def read_fasta(
     header_line = 0
     rec_id = desc = ""
     chunks: list[str] = []
-    lineno = 0
-    with open_text(path) as fh:
-        try:
-            for lineno, raw in enumerate(fh, start=1):
-                line = raw.strip()
-                if not line:
-                    continue
-                if line[0] == ">":
-                    if header_line:
-                        yield _finish(name, header_line, rec_id, desc, chunks, max_length)
-                        n += 1
-                    rec_id, desc = parse_header(line[1:])
-                    if not rec_id:
-                        raise FastaError(f"{name}:{lineno}: header has no id (expected '>ID description')")
-                    if seen is not None:
-                        first = seen.get(rec_id)
-                        if first is not None:
-                            raise FastaError(f"{name}:{lineno}: duplicate id {rec_id!r} (first seen at line {first})")
-                        seen[rec_id] = lineno
-                    header_line = lineno
-                    chunks = []
-                    continue
-                if line[0] == ";":  # old-style FASTA comment line
-                    continue
-                if not header_line:
-                    raise FastaError(f"{name}:{lineno}: sequence data before the first '>' header")
-                seq = line.upper()
-                if " " in seq or "\t" in seq:
-                    seq = "".join(seq.split())
-                bad = _BAD_RESIDUE.search(seq)
-                if bad:
-                    ch = bad.group(0)
-                    col = raw.upper().find(ch) + 1
-                    raise FastaError(
-                        f"{name}:{lineno}: invalid residue {ch!r} at column {col} in record {rec_id!r}"
-                        f"{_HINTS.get(ch, '')}; allowed: 20 standard amino acids and X, B, U, Z, O"
-                    )
-                chunks.append(seq)
-        except UnicodeDecodeError as exc:
-            raise FastaError(f"{name}:{lineno + 1}: not a UTF-8 text file ({exc.reason})") from None
-        except (OSError, EOFError) as exc:  # truncated or corrupt gzip stream
-            raise FastaError(f"{name}:{lineno + 1}: cannot read file ({exc})") from None
+    for lineno, raw in iter_lines(path, FastaError):
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] == ">":
+            if header_line:
+                yield _finish(name, header_line, rec_id, desc, chunks, max_length)
+                n += 1
+            rec_id, desc = parse_header(line[1:])
+            if not rec_id:
+                raise FastaError(f"{name}:{lineno}: header has no id (expected '>ID description')")
+            if seen is not None:
+                first = seen.get(rec_id)
+                if first is not None:
+                    raise FastaError(f"{name}:{lineno}: duplicate id {rec_id!r} (first seen at line {first})")
+                seen[rec_id] = lineno
+            header_line = lineno
+            chunks = []
+            continue
+        if line[0] == ";":  # old-style FASTA comment line
+            continue
+        if not header_line:
+            raise FastaError(f"{name}:{lineno}: sequence data before the first '>' header")
+        seq = line.upper()
+        if " " in seq or "\t" in seq:
+            seq = "".join(seq.split())
+        bad = _BAD_RESIDUE.search(seq)
+        if bad:
+            ch = bad.group(0)
+            col = raw.upper().find(ch) + 1
+            raise FastaError(
+                f"{name}:{lineno}: invalid residue {ch!r} at column {col} in record {rec_id!r}"
+                f"{_HINTS.get(ch, '')}; allowed: 20 standard amino acids and X, B, U, Z, O"
+            )
+        chunks.append(seq)
     if header_line:
         yield _finish(name, header_line, rec_id, desc, chunks, max_length)
         n += 1
@@ -167,45 +197,44 @@ def write_fasta(
     if line_width < 1:
         raise ValueError(f"line_width must be >= 1, got {line_width}")
     seen: set[str] = set()
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw:
-            if path.suffix == ".gz":
-                stream: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-            else:
-                stream = raw
-            try:
-                buf = io.TextIOWrapper(stream, encoding="ascii", newline="\n", write_through=False)
-                for i, rec in enumerate(records):
-                    if isinstance(rec, FastaRecord):
-                        rid, desc, seq = rec.id, rec.description, rec.sequence
-                    else:
-                        rid, seq = rec
-                        desc = ""
-                    rid = str(rid)
-                    if not rid or any(c.isspace() for c in rid) or rid.startswith(">"):
-                        raise ValueError(f"{path}: record {i}: invalid id {rid!r} (non-empty, no whitespace)")
-                    if rid in seen:
-                        raise ValueError(f"{path}: record {i}: duplicate id {rid!r}")
-                    seen.add(rid)
-                    seq = seq.upper()
-                    if not seq:
-                        raise ValueError(f"{path}: record {i} ({rid!r}): empty sequence")
-                    bad = _BAD_RESIDUE.search(seq)
-                    if bad:
-                        raise ValueError(f"{path}: record {i} ({rid!r}): invalid residue {bad.group(0)!r}")
-                    desc = " ".join(desc.split())
-                    if desc and desc != rid:
-                        buf.write(f">{rid} {desc}\n")
-                    else:
-                        buf.write(f">{rid}\n")
-                    for j in range(0, len(seq), line_width):
-                        buf.write(seq[j:j + line_width])
-                        buf.write("\n")
-                buf.flush()
-                buf.detach()
-            finally:
-                if stream is not raw:
-                    stream.close()
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        if path.suffix == ".gz":
+            stream: IO[bytes] = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+        else:
+            stream = raw
+        try:
+            buf = io.TextIOWrapper(stream, encoding="ascii", newline="\n", write_through=False)
+            for i, rec in enumerate(records):
+                if isinstance(rec, FastaRecord):
+                    rid, desc, seq = rec.id, rec.description, rec.sequence
+                else:
+                    rid, seq = rec
+                    desc = ""
+                rid = str(rid)
+                if not rid or any(c.isspace() for c in rid) or rid.startswith(">"):
+                    raise ValueError(f"{path}: record {i}: invalid id {rid!r} (non-empty, no whitespace)")
+                if rid in seen:
+                    raise ValueError(f"{path}: record {i}: duplicate id {rid!r}")
+                seen.add(rid)
+                seq = seq.upper()
+                if not seq:
+                    raise ValueError(f"{path}: record {i} ({rid!r}): empty sequence")
+                bad = _BAD_RESIDUE.search(seq)
+                if bad:
+                    raise ValueError(f"{path}: record {i} ({rid!r}): invalid residue {bad.group(0)!r}")
+                desc = " ".join(desc.split())
+                if desc and desc != rid:
+                    buf.write(f">{rid} {desc}\n")
+                else:
+                    buf.write(f">{rid}\n")
+                for j in range(0, len(seq), line_width):
+                    buf.write(seq[j:j + line_width])
+                    buf.write("\n")
+            buf.flush()
+            buf.detach()
+        finally:
+            if stream is not raw:
+                stream.close()
 
 
 def fasta_checksum(path: str | os.PathLike) -> str:

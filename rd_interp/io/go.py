@@ -18,9 +18,9 @@ import os
 import re
 import tempfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from rd_interp.io.atomic import atomic_path, sha256_file
 
@@ -64,6 +64,7 @@ def _scan_obo(path: Path, label: str) -> _Scan:
     stanza: str | None = None
     cur: dict[str, list[str]] = {}
     cur_line = 0
+    tag_line: dict[str, int] = {}
     saw_header = False
 
     def close_term() -> None:
@@ -79,12 +80,12 @@ def _scan_obo(path: Path, label: str) -> _Scan:
                                "expected exactly one")
         ns = cur["namespace"][0]
         if ns not in NAMESPACES:
-            raise OboError(f"{label}:{cur_line}: term {tid} has unknown namespace {ns!r} "
+            raise OboError(f"{label}:{tag_line.get('namespace', cur_line)}: term {tid} has unknown namespace {ns!r} "
                            f"(expected one of {', '.join(NAMESPACES)})")
         for key in [tid, *cur.get("alt_id", [])]:
             if key in first_line:
-                raise OboError(f"{label}:{cur_line}: id {key} defined twice (first at line {first_line[key]})")
-            first_line[key] = cur_line
+                raise OboError(f"{label}:{tag_line['id'] if key == tid else tag_line.get('alt_id', cur_line)}: id {key} defined twice (first at line {first_line[key]})")
+            first_line[key] = tag_line["id"] if key == tid else tag_line.get("alt_id", cur_line)
         if cur.get("is_obsolete", ["false"])[0] == "true":
             scan.obsolete[tid] = _Obsolete(cur["name"][0], NAMESPACES[ns],
                                            cur.get("replaced_by", []), cur.get("consider", []))
@@ -105,6 +106,7 @@ def _scan_obo(path: Path, label: str) -> _Scan:
                         raise OboError(f"{label}:{lineno}: malformed stanza header {line!r}")
                     close_term()
                     stanza, cur, cur_line = line[1:-1], {}, lineno
+                    tag_line.clear()
                     continue
                 tag, sep, value = line.partition(":")
                 if not sep or not tag or " " in tag:
@@ -122,6 +124,7 @@ def _scan_obo(path: Path, label: str) -> _Scan:
                     if "{" in value:
                         value = value.split("{", 1)[0].strip()
                 cur.setdefault(tag, []).append(value)
+                tag_line.setdefault(tag, lineno)
                 if tag == "is_a":
                     refs.append((lineno, value, "is_a"))
                 elif tag == "relationship":
@@ -158,9 +161,8 @@ def _plain_obo(path: Path) -> Path:
     from rd_interp.io.datasets import cache_dir
 
     key = sha256_file(path)[:16]
-    stem = path.name[:-3] if path.name.endswith(".gz") else path.name
-    if stem.endswith(".obo"):
-        stem = stem[:-4]
+    stem = path.name.removesuffix(".gz")
+    stem = stem.removesuffix(".obo")
     for base in (cache_dir() / "obo", Path(tempfile.gettempdir()) / f"rd_interp-{os.getuid()}" / "obo"):
         target = base / f"{stem}-{key}.obo"
         sidecar = target.with_name(target.name + ".sha256")
@@ -182,7 +184,7 @@ def _plain_obo(path: Path) -> Path:
     raise OSError(f"{path}: cannot decompress into any cache directory (set RD_INTERP_CACHE)")
 
 
-_LOADED: dict[tuple, "Ontology"] = {}
+_LOADED: dict[tuple, Ontology] = {}
 
 
 class Ontology:
@@ -203,7 +205,7 @@ class Ontology:
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "Ontology":
+    def load(cls, path: str | os.PathLike | None = None) -> Ontology:
         """Load an OBO file (plain or .gz); None loads the shipped GO release. Cached per process."""
         from rd_interp.io.datasets import shipped_obo
 

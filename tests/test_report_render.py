@@ -282,3 +282,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bad) in err and "summary.coverage[0].n_terms_mean" in err
     assert cli_main(["report", str(tmp_path / "empty_dir_missing")]) == 1
+
+
+def test_run_info_shown_but_kept_out_of_summary_json(tmp_path, capsys):
+    s = synthetic_summary(evil=False)
+    del s["provenance"]["timings"]
+    run_a = {"timings": {"embed": 12.5, "sae": 301.0, "report": 1.25}, "device": "cuda:0 (H100)",
+             "wall_seconds": 333.3}
+    run_b = {"timings": {"embed": 0.01, "sae": 0.02}, "device": "cpu", "wall_seconds": 2.0}
+    a = render(s, tmp_path / "a", figures=False, run_info=run_a)
+    b = render(s, tmp_path / "b", figures=False, run_info=run_b)
+    # Same config and seed -> identical summary.json, whatever this execution's timings were.
+    assert a["summary.json"].read_bytes() == b["summary.json"].read_bytes()
+    assert "timings" not in a["summary.json"].read_text()
+    assert json.loads(a["run_info.json"].read_text()) == run_a
+    md = a["report.md"].read_text()
+    assert "| sae | 5 min 01 s | 301.00 |" in md and "5 min 33 s" in md and "cuda:0 (H100)" in md
+    # The CLI re-render carries run_info.json over, so the re-rendered report shows the same timings.
+    assert cli_main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "c"), "--no-figures"]) == 0
+    assert _files(tmp_path / "c") == _files(tmp_path / "a")
+    # Rendering without run_info removes a previous execution's run_info.json.
+    written = render(s, tmp_path / "a", figures=False)
+    assert "run_info.json" not in written and not (tmp_path / "a" / "run_info.json").exists()
+    with pytest.raises(ValueError, match=r"run_info.timings\['sae'\]: expected seconds"):
+        render(s, tmp_path / "d", figures=False, run_info={"timings": {"sae": "slow"}})
+    (tmp_path / "c" / "run_info.json").write_text("[1, 2]")
+    assert cli_main(["report", str(tmp_path / "c")]) == 1
+    assert "run_info.json: run_info: expected an object" in capsys.readouterr().err

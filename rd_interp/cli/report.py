@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         help="re-render the HTML/Markdown/JSON report from a run's summary.json",
         description=(
             "Re-render report.html (self-contained), report.md, summary.json and figures/*.png from a summary. "
-            "SOURCE is a summary.json file or a run directory holding summary.json (or report/summary.json). "
+            "The argument is a summary.json file or a run directory holding summary.json (or report/summary.json); "
+            "a run_info.json beside it (stage timings, device) is carried over. "
             "Nothing is recomputed, so this is how to restyle or move a report."
         ),
     )
@@ -34,12 +35,14 @@ def _summary_path(source: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rd_interp.report import load_summary, render
+    from rd_interp.report import load_run_info, load_summary, render
 
     source = Path(args.source)
     summary = load_summary(source)
-    out = Path(args.out) if args.out else _summary_path(source).parent
-    written = render(summary, out, figures=not args.no_figures)
+    summary_path = _summary_path(source)
+    run_info = load_run_info(summary_path)  # this run's timings/device, kept beside summary.json
+    out = Path(args.out) if args.out else summary_path.parent
+    written = render(summary, out, figures=not args.no_figures, run_info=run_info)
     print(f"report: {written['report.html']}")
     print(f"markdown: {written['report.md']}")
     n_fig = sum(1 for k in written if k.startswith("figures/"))

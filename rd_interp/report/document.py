@@ -444,7 +444,9 @@ def provenance(summary: dict) -> list[Block]:
     if prov.get("seeds") is not None:
         facts.append(["Seeds", ", ".join(_s(s) for s in prov["seeds"]) or fmt.MISSING])
     timings = prov.get("timings") or {}
-    if timings:
+    if prov.get("wall_seconds") is not None:
+        facts.append(["Total wall time", fmt.duration(prov["wall_seconds"])])
+    elif timings:
         total = sum(v for v in timings.values() if v is not None)
         facts.append(["Total wall time (sum of stages)", fmt.duration(total)])
     if facts:

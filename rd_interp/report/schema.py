@@ -192,6 +192,8 @@ def validate(summary: Any) -> None:
             for stage, sec in prov["timings"].items():
                 if not _is_num(sec):
                     raise ValueError(f"summary.provenance.timings[{stage!r}]: expected seconds, got {sec!r}")
+        if not _is_num(prov.get("wall_seconds")):
+            raise ValueError(f"summary.provenance.wall_seconds: expected seconds, got {prov['wall_seconds']!r}")
         if "seeds" in prov and not (prov["seeds"] is None or isinstance(prov["seeds"], list)):
             raise ValueError(f"summary.provenance.seeds: expected a list, got {prov['seeds']!r}")
     notes = summary.get("notes")
@@ -206,6 +208,45 @@ def canonical(summary: dict) -> dict:
     out = json.loads(dumps(summary))  # numpy values -> plain JSON types first, so validation sees numbers
     validate(out)
     return out
+
+
+def canonical_run_info(run_info: Any) -> dict:
+    """Validated JSON form of the per-execution facts (stage timings, device, total wall seconds).
+
+    They differ between two executions of the same config and seed, so they are kept out of
+    summary.json (which must then be identical) and written to run_info.json instead.
+    """
+    if not isinstance(run_info, dict):
+        raise ValueError(f"run_info: expected an object (dict), got {type(run_info).__name__}")
+    out = json.loads(dumps(run_info))
+    timings = out.get("timings")
+    if timings is not None:
+        if not isinstance(timings, dict):
+            raise ValueError(f"run_info.timings: expected an object, got {type(timings).__name__}")
+        for stage, sec in timings.items():
+            if not _is_num(sec):
+                raise ValueError(f"run_info.timings[{stage!r}]: expected seconds, got {sec!r}")
+    if not _is_num(out.get("wall_seconds")):
+        raise ValueError(f"run_info.wall_seconds: expected seconds, got {out['wall_seconds']!r}")
+    if not _is_str(out.get("device")):
+        raise ValueError(f"run_info.device: expected a string, got {out['device']!r}")
+    return out
+
+
+def merged_view(summary: dict, run_info: dict | None) -> dict:
+    """What the report shows: the summary with this execution's timings/device laid over its provenance."""
+    if not run_info:
+        return summary
+    view = dict(summary)
+    prov = dict(summary.get("provenance") or {})
+    if run_info.get("timings"):
+        prov["timings"] = {**(prov.get("timings") or {}), **run_info["timings"]}
+    if run_info.get("device"):
+        prov["device"] = run_info["device"]
+    if run_info.get("wall_seconds") is not None:
+        prov["wall_seconds"] = run_info["wall_seconds"]
+    view["provenance"] = prov
+    return view
 
 
 def load_summary(path: str | Path) -> dict:

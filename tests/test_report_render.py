@@ -309,3 +309,29 @@ def test_run_info_shown_but_kept_out_of_summary_json(tmp_path, capsys):
     (tmp_path / "c" / "run_info.json").write_text("[1, 2]")
     assert cli_main(["report", str(tmp_path / "c")]) == 1
     assert "run_info.json: run_info: expected an object" in capsys.readouterr().err
+
+
+def test_degenerate_inputs_render(tmp_path):
+    """One seed, nothing captured, sparse rows, empty lists: the report still renders and says so."""
+    s = {
+        "coverage": [
+            {"space": "esm2_8M", "subspace": "full", "control": "real", "namespace": "BP", "n_terms_mean": 0.0,
+             "n_terms_per_seed": [0]},
+            {"space": "esm2_8M", "subspace": "full", "control": "real", "namespace": "MF", "n_terms_mean": 3.0,
+             "n_terms_ci": [None, None], "n_terms_per_seed": [3]},
+            {"space": "lonely"},
+        ],
+        "specificity": {"esm2_8M/full": {"depth": [], "ic": [], "level": []}},
+        "attribution": {"rd/full": {"base_share": [0.0, 1.0, 0.5], "n_terms": [0, 0, 0]}},
+        "sae_quality": [{"space": "esm2_8M", "seed": 0, "fvu": None}],
+        "distillation": [{"step": "a->b", "residual_explained_variance_ratio": []}],
+        "top_latents": [{"space": "esm2_8M/full", "latent": 3, "best_terms": [], "top_proteins": []}],
+        "provenance": {"versions": {}, "seeds": [0], "timings": {}},
+    }
+    written = render(s, tmp_path)
+    assert sorted(k for k in written if k.startswith("figures/")) == [
+        "figures/attribution.png", "figures/coverage_namespace.png", "figures/coverage_vs_attribution.png"]
+    html = written["report.html"].read_text(encoding="utf-8")
+    assert "No enriched GO terms." in html
+    assert "Namespace" in html  # no 'all' rows: the headline lists namespaces separately
+    assert "not run" in html  # the missing null control is said, not silently blank

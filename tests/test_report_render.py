@@ -335,3 +335,19 @@ def test_degenerate_inputs_render(tmp_path):
     assert "No enriched GO terms." in html
     assert "Namespace" in html  # no 'all' rows: the headline lists namespaces separately
     assert "not run" in html  # the missing null control is said, not silently blank
+
+
+def test_markdown_parses_with_consistent_tables(rendered):
+    """A real CommonMark+tables parser sees every row with its header's cell count and no raw HTML."""
+    markdown_it = pytest.importorskip("markdown_it")
+    md = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table")
+    html = md.render((rendered[0] / "report.md").read_text(encoding="utf-8"))
+    tables = re.findall(r"<table>.*?</table>", html, flags=re.S)
+    assert len(tables) >= 10
+    for table in tables:
+        n_head = len(re.findall(r"<th[ >]", table))
+        for row in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], flags=re.S):
+            assert len(re.findall(r"<td[ >]", row)) == n_head, row
+    tags = {t for t, _ in _tags(html)}
+    assert not tags & {"script", "iframe", "b"}, tags  # '<b>35M</b>' in a space name stays text
+    assert sorted(re.findall(r'<img src="([^"]+)"', html)) == FIGURE_FILES

@@ -54,9 +54,9 @@ class NaiveConcatPCA:
         m = mom.finish()
         vals, vecs = eigh_desc(m.cov)
         self.k_small_, self.k_large_, self.n_samples_, self.n_components_ = mom.k_x, mom.k_y, m.n, int(k)
-        self.mean_ = torch.cat([m.mean_x, m.mean_y]).cpu().numpy()
-        self.components_ = vecs[:, :k].T.contiguous().cpu().numpy()
-        self.eigenvalues_ = np.clip(vals.cpu().numpy(), 0.0, None)
+        self.mean_ = np.concatenate([m.mean_x, m.mean_y])
+        self.components_ = np.ascontiguousarray(vecs[:, :k].T)
+        self.eigenvalues_ = np.clip(vals, 0.0, None)
         self.explained_variance_ = self.eigenvalues_[:k].copy()
         total = self.eigenvalues_.sum()
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else self.explained_variance_

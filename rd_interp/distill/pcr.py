@@ -1,6 +1,6 @@
 """PCA of the small embedding, Johnstone selection of significant PCs, and the regression on them.
 
-Everything here works on covariance matrices (float64 torch tensors), never on rows, so it is exact
+Everything here works on covariance matrices (float64 numpy, on CPU), never on rows, so it is exact
 for any N once the moments are accumulated (rd_interp.distill.stats).
 
 The sigma^2 estimate and the fallback rule copy the reference implementation
@@ -13,30 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 REGRESSORS = ("pcr", "linear", "ridge")
 
 
-def eigh_desc(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (descending) and eigenvectors (columns) with deterministic signs.
+def eigh_desc(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns) of a symmetric matrix, deterministic signs.
 
     Sign rule: each eigenvector's largest-magnitude entry is positive (first one on ties), so a
     refit, another device or another implementation gives the same columns, not their negatives.
     """
-    cov = (cov + cov.T) / 2
-    vals, vecs = torch.linalg.eigh(cov)
-    vals = torch.flip(vals, dims=[0])
-    vecs = torch.flip(vecs, dims=[1])
-    return vals, fix_signs(vecs)
+    cov = np.asarray(cov, dtype=np.float64)
+    vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+    return vals[::-1].copy(), fix_signs(vecs[:, ::-1])
 
 
-def fix_signs(vecs: torch.Tensor) -> torch.Tensor:
+def fix_signs(vecs: np.ndarray) -> np.ndarray:
     """Flip columns so the largest-|.| entry of each is positive."""
-    if vecs.numel() == 0:
+    vecs = np.array(vecs, dtype=np.float64)
+    if vecs.size == 0:
         return vecs
-    idx = torch.argmax(vecs.abs(), dim=0)
-    signs = torch.sign(vecs[idx, torch.arange(vecs.shape[1], device=vecs.device)])
+    idx = np.argmax(np.abs(vecs), axis=0)
+    signs = np.sign(vecs[idx, np.arange(vecs.shape[1])])
     signs[signs == 0] = 1
     return vecs * signs
 
@@ -97,9 +95,9 @@ def select_pcs(
     return PCSelection(n_significant=n, sigma_sq=float(sigma_sq), threshold=tau, fallback=fallback)
 
 
-def numerical_rank(eigenvalues: torch.Tensor, n_features: int) -> int:
+def numerical_rank(eigenvalues: np.ndarray, n_features: int) -> int:
     """Eigenvalues of a covariance above round-off (used for plain OLS = minimum-norm least squares)."""
-    top = float(eigenvalues[0]) if eigenvalues.numel() else 0.0
+    top = float(eigenvalues[0]) if eigenvalues.size else 0.0
     if top <= 0:
         return 0
     cut = top * max(n_features, 1) * float(np.finfo(np.float64).eps) * 10
@@ -107,8 +105,8 @@ def numerical_rank(eigenvalues: torch.Tensor, n_features: int) -> int:
 
 
 def regression_map(
-    cov_xx: torch.Tensor,
-    cov_xy: torch.Tensor,
+    cov_xx: np.ndarray,
+    cov_xy: np.ndarray,
     n_samples: int,
     *,
     regressor: str = "pcr",
@@ -129,7 +127,7 @@ def regression_map(
     out: dict = {"input_eigenvalues": vals, "input_components": vecs, "sigma_sq": None, "threshold": None,
                  "fallback": False}
     if regressor == "pcr":
-        sel = select_pcs(vals.cpu().numpy(), n_samples, sigma_sq=sigma_sq,
+        sel = select_pcs(vals, n_samples, sigma_sq=sigma_sq,
                          min_variance_explained=min_variance_explained)
         m = sel.n_significant
         rank = numerical_rank(vals, p)
@@ -160,8 +158,8 @@ def regression_map(
     return out
 
 
-def residual_covariance(cov_xx: torch.Tensor, cov_xy: torch.Tensor, cov_yy: torch.Tensor,
-                        W: torch.Tensor) -> torch.Tensor:
+def residual_covariance(cov_xx: np.ndarray, cov_xy: np.ndarray, cov_yy: np.ndarray,
+                        W: np.ndarray) -> np.ndarray:
     """cov(R) for R = (y - mean_y) - (x - mean_x) W, in closed form from the moments.
 
     cov(R) = cov_yy - cov_yx W - W^T cov_xy + W^T cov_xx W  (general: also right for ridge, where the

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rd_interp.distill.pcr import REGRESSORS, eigh_desc, regression_map, residual_covariance
-from rd_interp.distill.stats import PairedMoments, as_2d, first_nonfinite_row, resolve_device
+from rd_interp.distill.stats import PairedMoments, as_2d, first_nonfinite_row, resolve_device, to_tensor
 from rd_interp.io.atomic import read_json, sha256_file, write_json, write_npz
 from rd_interp.io.provenance import versions
 
@@ -213,23 +213,22 @@ class ReverseDistiller:
         W = reg["W"]
         cov_r = residual_covariance(m.cov_xx, m.cov_xy, m.cov_yy, W)
         r_vals, r_vecs = eigh_desc(cov_r)
-        to_np = lambda t: t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
         self.k_small_, self.k_large_, self.n_samples_, self.n_components_ = p, q, n, d
-        self.mean_small_ = to_np(m.mean_x)
-        self.mean_large_ = to_np(m.mean_y)
-        self.coef_ = to_np(W)
+        self.mean_small_ = m.mean_x
+        self.mean_large_ = m.mean_y
+        self.coef_ = W
         self.residual_mean_ = np.zeros(q)  # exact: the fit has an intercept, so training residuals have mean 0
-        self.components_ = to_np(r_vecs[:, :d].T.contiguous())
-        self.residual_eigenvalues_ = np.clip(to_np(r_vals), 0.0, None)
+        self.components_ = np.ascontiguousarray(r_vecs[:, :d].T)
+        self.residual_eigenvalues_ = np.clip(r_vals, 0.0, None)
         self.explained_variance_ = self.residual_eigenvalues_[:d].copy()
-        self.input_eigenvalues_ = np.clip(to_np(reg["input_eigenvalues"]), 0.0, None)
-        self.input_components_ = to_np(reg["input_components"])
-        self.large_variance_ = np.clip(to_np(torch.diagonal(m.cov_yy)), 0.0, None)
+        self.input_eigenvalues_ = np.clip(reg["input_eigenvalues"], 0.0, None)
+        self.input_components_ = reg["input_components"]
+        self.large_variance_ = np.clip(np.diagonal(m.cov_yy).copy(), 0.0, None)
         self.n_significant_pcs_ = int(reg["n_pcs"])
         self.sigma_sq_ = reg["sigma_sq"]
         self.threshold_ = reg["threshold"]
         self.pc_fallback_ = bool(reg["fallback"])
-        self._set_derived(residual_variance=np.clip(to_np(torch.diagonal(cov_r)), 0.0, None))
+        self._set_derived(residual_variance=np.clip(np.diagonal(cov_r).copy(), 0.0, None))
         self._cache = {}
         log.info("reverse distillation %s -> %s: N=%d, %d/%d PCs kept, R^2=%.4f, residual top-%d captures %.3f",
                  self.small_name or p, self.large_name or q, n, self.n_significant_pcs_, p, self.r2_, d,
@@ -256,31 +255,49 @@ class ReverseDistiller:
             raise ValueError("this ReverseDistiller is not fitted yet; call fit() or load()")
 
     # -- applying -------------------------------------------------------------------------------
-    def _consts(self, dev: torch.device, dtype: torch.dtype) -> tuple:
-        key = (str(dev), dtype)
+    def _consts(self, dev: torch.device | None, dtype: Any) -> tuple:
+        """(mean_x, mean_y + residual_mean, U, W U) in the compute dtype; numpy when dev is None."""
+        key = (str(dev), str(dtype))
         if key not in self._cache:
-            f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
-            U = f64(self.components_).T.contiguous()  # q x d
-            WU = f64(self.coef_) @ U  # p x d: residual projection folded into one product per block
-            self._cache[key] = tuple(t.to(device=dev, dtype=dtype) for t in (
-                f64(self.mean_small_), f64(self.mean_large_) + f64(self.residual_mean_), U, WU))
+            U = np.ascontiguousarray(np.asarray(self.components_, dtype=np.float64).T)  # q x d
+            WU = np.asarray(self.coef_, dtype=np.float64) @ U  # p x d: projection folded into one product
+            c = (np.asarray(self.mean_small_, dtype=np.float64),
+                 np.asarray(self.mean_large_, dtype=np.float64) + np.asarray(self.residual_mean_, dtype=np.float64),
+                 U, WU)
+            if dev is None:
+                self._cache[key] = tuple(np.ascontiguousarray(a, dtype=dtype) for a in c)
+            else:
+                self._cache[key] = tuple(torch.from_numpy(a).to(device=dev, dtype=dtype) for a in c)
         return self._cache[key]
 
-    def residual_block(self, x: Any, y: Any, *, where: str = "") -> torch.Tensor:
-        """H_res for one block as a torch tensor on the model's device (compute dtype >= float32)."""
+    def residual_block(self, x: Any, y: Any, *, where: str = "") -> np.ndarray | torch.Tensor:
+        """H_res for one block: numpy on CPU, a torch tensor on the model's accelerator.
+
+        Computed as (y - m_y) U - (x - m_x)(W U): the same value as projecting the residual, with
+        d(p + q) instead of q(p + d) multiply-adds per row.
+        """
         self._check_fitted()
         dev = resolve_device(self.device)
-        xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-        yt = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(y))
-        dtype = torch.promote_types(torch.promote_types(xt.dtype, yt.dtype), torch.float32)
-        if not dtype.is_floating_point:
-            dtype = torch.float64
-        mx, my, U, WU = self._consts(dev, dtype)
-        xc = xt.to(device=dev, dtype=dtype) - mx
-        yc = yt.to(device=dev, dtype=dtype) - my
-        res = torch.addmm(yc @ U, xc, WU, alpha=-1.0)
-        if not bool(torch.isfinite(res).all()):
-            r = max(first_nonfinite_row(xt), first_nonfinite_row(yt))
+        if dev.type == "cpu":
+            xn = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+            yn = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+            dtype = np.result_type(xn.dtype, yn.dtype, np.float32)
+            mx, my, U, WU = self._consts(None, dtype)
+            res = (yn.astype(dtype, copy=False) - my) @ U
+            res -= (xn.astype(dtype, copy=False) - mx) @ WU
+            ok = bool(np.isfinite(res).all())
+        else:
+            xt, yt = to_tensor(x), to_tensor(y)
+            dtype = torch.promote_types(torch.promote_types(xt.dtype, yt.dtype), torch.float32)
+            if not dtype.is_floating_point:
+                dtype = torch.float64
+            mx, my, U, WU = self._consts(dev, dtype)
+            xc = xt.to(device=dev, dtype=dtype) - mx
+            yc = yt.to(device=dev, dtype=dtype) - my
+            res = torch.addmm(yc @ U, xc, WU, alpha=-1.0)
+            ok = bool(torch.isfinite(res).all())
+        if not ok:
+            r = max(first_nonfinite_row(x), first_nonfinite_row(y))
             raise ValueError(f"{where}NaN or Inf in the input (row {r} of this block)" if r >= 0
                              else f"{where}transform overflowed")
         return res
@@ -304,7 +321,7 @@ class ReverseDistiller:
         is_torch = isinstance(x, torch.Tensor)
         n, p, d = x.shape[0], self.k_small_, self.n_components_
         if is_torch:
-            yt = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
+            yt = to_tensor(y)
             dt = torch.promote_types(torch.promote_types(x.dtype, yt.dtype), torch.float32)
             out = torch.empty((n, p + d), dtype=dt, device=x.device)
         else:
@@ -315,12 +332,11 @@ class ReverseDistiller:
         for start in range(0, n, self.chunk_rows):
             stop = min(n, start + self.chunk_rows)
             res = self.residual_block(x[start:stop], y[start:stop], where=f"rows {start}-{stop - 1}: ")
+            out[start:stop, :p] = x[start:stop]
             if is_torch:
-                out[start:stop, :p] = x[start:stop]
-                out[start:stop, p:] = res.to(device=out.device, dtype=out.dtype)
+                out[start:stop, p:] = to_tensor(res).to(device=out.device, dtype=out.dtype)
             else:
-                out[start:stop, :p] = x[start:stop]
-                out[start:stop, p:] = res.cpu().numpy()
+                out[start:stop, p:] = res.cpu().numpy() if isinstance(res, torch.Tensor) else res
         return out
 
     def transform_chunks(self, chunks: Iterable[tuple]) -> Iterator[np.ndarray]:

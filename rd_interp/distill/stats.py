@@ -12,6 +12,7 @@ On CPU the cross-product uses BLAS ``dsyrk`` (half the flops of a general matrix
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,16 @@ def as_2d(a: Any, name: str) -> np.ndarray | torch.Tensor:
     return arr
 
 
+def to_tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Zero-copy numpy -> torch, also for read-only (memory-mapped) arrays, which are only read."""
+    if isinstance(a, torch.Tensor):
+        return a
+    a = np.ascontiguousarray(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "non-writable array": we never write to it
+        return torch.from_numpy(a)
+
+
 def first_nonfinite_row(a: np.ndarray | torch.Tensor) -> int:
     """Index of the first row holding NaN/Inf (for error messages), -1 if none."""
     if isinstance(a, torch.Tensor):
@@ -65,21 +76,19 @@ def first_nonfinite_row(a: np.ndarray | torch.Tensor) -> int:
 
 @dataclass
 class Moments:
-    """Finished statistics (float64 torch tensors, ddof=1 covariances)."""
+    """Finished statistics (float64 numpy arrays, ddof=1 covariances)."""
 
     n: int
-    mean_x: torch.Tensor
-    mean_y: torch.Tensor
-    cov_xx: torch.Tensor
-    cov_xy: torch.Tensor
-    cov_yy: torch.Tensor
+    mean_x: np.ndarray
+    mean_y: np.ndarray
+    cov_xx: np.ndarray
+    cov_xy: np.ndarray
+    cov_yy: np.ndarray
 
     @property
-    def cov(self) -> torch.Tensor:
+    def cov(self) -> np.ndarray:
         """Covariance of the concatenation [x | y]."""
-        top = torch.cat([self.cov_xx, self.cov_xy], dim=1)
-        bottom = torch.cat([self.cov_xy.T, self.cov_yy], dim=1)
-        return torch.cat([top, bottom], dim=0)
+        return np.block([[self.cov_xx, self.cov_xy], [self.cov_xy.T, self.cov_yy]])
 
 
 class PairedMoments:
@@ -96,27 +105,30 @@ class PairedMoments:
         self.device = resolve_device(device)
         self.n = 0
         self.n_chunks = 0
-        self.shift: torch.Tensor | None = None
-        self._sum = torch.zeros(self.k, dtype=torch.float64, device=self.device)
+        self.shift = None
         if use_blas is None:
             use_blas = self.device.type == "cpu" and _blas is not None
-        if use_blas:
-            if self.device.type != "cpu" or _blas is None:
-                raise ValueError("use_blas=True needs the CPU device and scipy")
+        if use_blas and (self.device.type != "cpu" or _blas is None):
+            raise ValueError("use_blas=True needs the CPU device and scipy")
+        # CPU: numpy + OpenBLAS only (no torch thread pool competing with BLAS threads on few cores);
+        # other devices: torch float64 on the device.
+        self._np = bool(use_blas)
+        if self._np:
+            self._sum = np.zeros(self.k, dtype=np.float64)
             # Fortran order so dsyrk accumulates in place (upper triangle only).
-            self._gram_np = np.zeros((self.k, self.k), dtype=np.float64, order="F")
-            self._gram = None
+            self._gram = np.zeros((self.k, self.k), dtype=np.float64, order="F")
         else:
-            self._gram_np = None
+            self._sum = torch.zeros(self.k, dtype=torch.float64, device=self.device)
             self._gram = torch.zeros((self.k, self.k), dtype=torch.float64, device=self.device)
-        self._buf: torch.Tensor | None = None
+        self._buf = None
 
     # ------------------------------------------------------------------------------------------
-    def _scratch(self, rows: int) -> torch.Tensor:
-        """A reusable float64 block buffer laid out (k, rows) so its numpy view is Fortran (rows, k)."""
-        if self._buf is None or self._buf.shape[1] < rows:
-            self._buf = torch.empty((self.k, rows), dtype=torch.float64, device=self.device)
-        return self._buf[:, :rows]
+    def _scratch(self, rows: int):
+        """A reusable float64 (rows, k) block buffer (re-used so pages are not faulted in per block)."""
+        if self._buf is None or self._buf.shape[0] < rows:
+            self._buf = (np.empty((rows, self.k), dtype=np.float64) if self._np
+                         else torch.empty((rows, self.k), dtype=torch.float64, device=self.device))
+        return self._buf[:rows]
 
     def update(self, x: Any, y: Any = None, *, where: str = "") -> None:
         xs = [as_2d(x, "x")] + ([as_2d(y, "y")] if y is not None else [])
@@ -131,34 +143,38 @@ class PairedMoments:
         block_rows = max(256, _BLOCK_ELEMS // max(self.k, 1))
         for start in range(0, n, block_rows):
             stop = min(n, start + block_rows)
-            self._update_block([b[start:stop] for b in xs], where, start)
+            self._update_block([b[start:stop] for b in xs], where)
         self.n_chunks += 1
 
-    def _update_block(self, parts: list, where: str, row0: int) -> None:
+    def _update_block(self, parts: list, where: str) -> None:
         rows = parts[0].shape[0]
-        buf_t = self._scratch(rows)  # (k, rows): row j of buf_t is column j of the block
+        buf = self._scratch(rows)  # (rows, k) = [x | y] in float64
         col = 0
         for p in parts:
-            src = p if isinstance(p, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(p))
-            buf_t[col:col + p.shape[1]].copy_(src.T)
-            col += p.shape[1]
+            w = p.shape[1]
+            if self._np:
+                buf[:, col:col + w] = p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p
+            else:
+                buf[:, col:col + w].copy_(to_tensor(p))
+            col += w
+        finite = np.isfinite if self._np else (lambda t: torch.isfinite(t).cpu().numpy())
         if self.shift is None:
-            self.shift = buf_t.mean(dim=1)
-            if not bool(torch.isfinite(self.shift).all()):
-                self._raise_nonfinite(parts, where, row0)
-        buf_t -= self.shift[:, None]
-        s = buf_t.sum(dim=1)
-        if not bool(torch.isfinite(s).all()):
-            self._raise_nonfinite(parts, where, row0)
+            self.shift = buf.mean(axis=0) if self._np else buf.mean(dim=0)
+            if not finite(self.shift).all():
+                self._raise_nonfinite(parts, where)
+        buf -= self.shift
+        s = buf.sum(axis=0) if self._np else buf.sum(dim=0)
+        if not finite(s).all():
+            self._raise_nonfinite(parts, where)
         self._sum += s
-        if self._gram_np is not None:
-            a = buf_t.numpy().T  # Fortran-ordered (rows, k) view, no copy
-            _blas.dsyrk(1.0, a, beta=1.0, c=self._gram_np, trans=1, lower=0, overwrite_c=1)
+        if self._np:
+            # buf.T is a Fortran-ordered (k, rows) view: C += buf^T buf, upper triangle, no copy
+            _blas.dsyrk(1.0, buf.T, beta=1.0, c=self._gram, trans=0, lower=0, overwrite_c=1)
         else:
-            self._gram.addmm_(buf_t, buf_t.T)
+            self._gram.addmm_(buf.T, buf)
         self.n += rows
 
-    def _raise_nonfinite(self, parts: list, where: str, row0: int) -> None:
+    def _raise_nonfinite(self, parts: list, where: str) -> None:
         names = ["x", "y"]
         for i, p in enumerate(parts):
             r = first_nonfinite_row(p)
@@ -168,24 +184,21 @@ class PairedMoments:
 
     # ------------------------------------------------------------------------------------------
     def finish(self) -> Moments:
+        """Means and ddof=1 covariances as float64 numpy arrays (the k x k algebra runs on CPU)."""
         if self.n < 2:
             raise ValueError(f"need at least 2 rows to estimate covariances, got {self.n}")
-        if self._gram_np is not None:
-            g = torch.from_numpy(np.triu(self._gram_np) + np.triu(self._gram_np, 1).T)
+        if self._np:
+            g = np.triu(self._gram) + np.triu(self._gram, 1).T
+            ssum, shift = self._sum, self.shift
         else:
-            g = self._gram
+            g = self._gram.cpu().numpy()
             g = (g + g.T) / 2
+            ssum, shift = self._sum.cpu().numpy(), self.shift.cpu().numpy()
         n = self.n
-        m = self._sum / n  # mean of the shifted rows
-        cov = (g - n * torch.outer(m, m)) / (n - 1)
+        m = ssum / n  # mean of the shifted rows
+        cov = (g - n * np.outer(m, m)) / (n - 1)
         cov = (cov + cov.T) / 2
-        mean = self.shift + m
+        mean = shift + m
         p = self.k_x
-        return Moments(
-            n=n,
-            mean_x=mean[:p].clone(),
-            mean_y=mean[p:].clone(),
-            cov_xx=cov[:p, :p].clone(),
-            cov_xy=cov[:p, p:].clone(),
-            cov_yy=cov[p:, p:].clone(),
-        )
+        return Moments(n=n, mean_x=mean[:p].copy(), mean_y=mean[p:].copy(), cov_xx=cov[:p, :p].copy(),
+                       cov_xy=cov[:p, p:].copy(), cov_yy=cov[p:, p:].copy())

@@ -85,3 +85,18 @@ def test_report_lines_mention_drops():
                          unknown_examples=["GO:9999999"])
     text = "\n".join(r.lines())
     assert "unknown 1" in text and "GO:9999999" in text and "50.00%" in text
+
+
+def test_cli_check_gaf_against_own_obo(tmp_path, capsys):
+    from io_fixtures import MINI_OBO
+    from rd_interp.cli import main
+
+    fa = tmp_path / "p.fasta"
+    fa.write_text(">sp|P1|A_HUMAN\nMKV\n>P2\nMKL\n>P7\nMMM\n")
+    rc = main(["data", "check", str(fa), "--annotations", str(IO_DATA / "sample.gaf"), "--format", "gaf",
+               "--obo", str(MINI_OBO)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "3 records" in out and "format gaf, ontology releases/mini-1" in out
+    assert "unknown 1" in out and "GO:0009999" in out
+    assert "overlap: 2 of 3 FASTA proteins annotated; 1 annotated proteins not in the FASTA" in out

@@ -167,7 +167,8 @@ def headline(summary: dict) -> list[Block]:
     shown = sorted(shown, key=lambda r: (space_rank[r.get("space")], sub_rank[r.get("subspace")],
                                          _ns_rank(r.get("namespace"))))
     headers = ["Space", "Subspace"] + (["Namespace"] if with_ns else []) + [
-        "Seeds", "GO terms [CI]", "Null GO terms [CI]", "Latents with ≥1 term", "Null latents with ≥1 term",
+        "Seeds", "GO terms [CI]", "Null GO terms [CI]", "Real ÷ null", "Latents with ≥1 term",
+        "Null latents with ≥1 term",
         "Terms per latent", "General terms", "Mean depth", "Mean IC",
     ]
     table_rows = []
@@ -179,6 +180,7 @@ def headline(summary: dict) -> list[Block]:
                 fmt.integer(len(seeds)) if seeds else fmt.MISSING,
                 fmt.mean_ci(r.get("n_terms_mean"), r.get("n_terms_ci")),
                 fmt.mean_ci(n.get("n_terms_mean"), n.get("n_terms_ci")) if n else "not run",
+                _ratio(r.get("n_terms_mean"), n.get("n_terms_mean")),
                 fmt.pct(r.get("latents_with_term_fraction_mean")),
                 fmt.pct(n.get("latents_with_term_fraction_mean")) if n else "not run",
                 fmt.num(r.get("terms_per_latent_mean")),
@@ -187,11 +189,12 @@ def headline(summary: dict) -> list[Block]:
                 fmt.num(r.get("ic_mean")),
             ]
         )
-    numeric = [False, False] + ([False] if with_ns else []) + [True] * 9
+    numeric = [False, False] + ([False] if with_ns else []) + [True] * 10
     blocks: list[Block] = [
         Table(headers, table_rows, numeric, caption=(
             "Means over SAE seeds" + (" (all GO namespaces together)" if not with_ns else "")
-            + "; CI = confidence interval over seeds; null = permuted-label control of the same space."
+            + "; CI = confidence interval over seeds; null = permuted-label control of the same space; "
+            "real ÷ null = how many times more terms the real latents capture than chance."
         ), css="headline")
     ]
     comps = summary.get("comparisons")
@@ -207,6 +210,14 @@ def headline(summary: dict) -> list[Block]:
     else:
         blocks.append(_not_run("no statistical comparisons in this summary."))
     return blocks
+
+
+def _ratio(real: Any, null: Any) -> str:
+    if not isinstance(real, (int, float)) or not isinstance(null, (int, float)):
+        return fmt.MISSING
+    if null <= 0:
+        return "∞" if real > 0 else fmt.MISSING
+    return f"{fmt.num(real / null)}×"
 
 
 def coverage(summary: dict) -> list[Block]:

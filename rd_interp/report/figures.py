@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
@@ -139,7 +140,7 @@ def _finite(values) -> np.ndarray:
 
 
 def _lighten(color: str, amount: float = 0.55) -> tuple[float, float, float]:
-    rgb = np.asarray(matplotlib.colors.to_rgb(color))
+    rgb = np.asarray(to_rgb(color))
     return tuple(rgb + (1.0 - rgb) * amount)
 
 

@@ -289,7 +289,8 @@ def test_run_info_shown_but_kept_out_of_summary_json(tmp_path, capsys):
     del s["provenance"]["timings"]
     run_a = {"timings": {"embed": 12.5, "sae": 301.0, "report": 1.25}, "device": "cuda:0 (H100)",
              "wall_seconds": 333.3}
-    run_b = {"timings": {"embed": 0.01, "sae": 0.02}, "device": "cpu", "wall_seconds": 2.0}
+    run_b = {"timings": {"sae-rd-s1": 0.02, "embed-mini-S": 0.01, "sae-rd-s0": 0.5, "report": 1}, "device": "cpu",
+             "wall_seconds": 2.0}
     a = render(s, tmp_path / "a", figures=False, run_info=run_a)
     b = render(s, tmp_path / "b", figures=False, run_info=run_b)
     # Same config and seed -> identical summary.json, whatever this execution's timings were.
@@ -298,6 +299,10 @@ def test_run_info_shown_but_kept_out_of_summary_json(tmp_path, capsys):
     assert json.loads(a["run_info.json"].read_text()) == run_a
     md = a["report.md"].read_text()
     assert "| sae | 5 min 01 s | 301.00 |" in md and "5 min 33 s" in md and "cuda:0 (H100)" in md
+    md_b = b["report.md"].read_text()
+    assert "| sae | 2 | 0.52 s | 0.52 |" in md_b  # stage type totals when a type has several jobs
+    assert re.findall(r"^\| ([\w-]+) \| [\d.]+ s \|", md_b, flags=re.MULTILINE) == [
+        "embed-mini-S", "sae-rd-s0", "sae-rd-s1", "report"]
     # The CLI re-render carries run_info.json over, so the re-rendered report shows the same timings.
     assert cli_main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "c"), "--no-figures"]) == 0
     assert _files(tmp_path / "c") == _files(tmp_path / "a")

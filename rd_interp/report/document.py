@@ -462,6 +462,15 @@ def provenance(summary: dict) -> list[Block]:
         facts.append(["Total wall time (sum of stages)", fmt.duration(total)])
     if facts:
         blocks.append(Table(["", ""], facts, [False, False], css="facts"))
+    groups: dict[str, list[float]] = {}
+    for k in sorted(timings, key=_stage_rank):
+        groups.setdefault(k.split("-")[0], []).append(timings[k] or 0.0)
+    if any(len(v) > 1 for v in groups.values()):
+        blocks.append(Heading(3, "Wall time per stage type"))
+        blocks.append(Table(["Stage type", "Jobs", "Wall time", "Seconds"],
+                            [[g, fmt.integer(len(v)), fmt.duration(sum(v)), fmt.fixed(sum(v), 2)]
+                             for g, v in groups.items()],
+                            [False, True, True, True], css="compact"))
     if timings:
         blocks.append(Heading(3, "Wall time per stage"))
         blocks.append(Table(["Stage", "Wall time", "Seconds"],

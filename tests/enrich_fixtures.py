@@ -37,13 +37,16 @@ def mini_inputs(n_proteins=300, n_latents=20, seed=0):
     return dag, prots, ann, scores
 
 
-def goatools_records(dag, pop, assoc, study, ns, alternative="greater"):
-    """The oracle: GOEnrichmentStudyNS.run_study for one namespace (assoc deep-copied: goatools mutates it)."""
+def goatools_study(dag, pop, assoc, ns, alternative="greater"):
+    """The oracle: GOEnrichmentStudyNS for one namespace (assoc deep-copied: goatools mutates it)."""
     from goatools.goea.go_enrichment_ns import GOEnrichmentStudyNS
 
-    g = GOEnrichmentStudyNS(pop, {ns: copy.deepcopy(assoc)}, dag, propagate_counts=True,
-                            relationships={"part_of"}, methods=["fdr_bh"], alternative=alternative, log=None)
-    return g.run_study(study, prt=None)
+    return GOEnrichmentStudyNS(pop, {ns: copy.deepcopy(assoc)}, dag, propagate_counts=True,
+                               relationships={"part_of"}, methods=["fdr_bh"], alternative=alternative, log=None)
+
+
+def goatools_records(dag, pop, assoc, study, ns, alternative="greater"):
+    return goatools_study(dag, pop, assoc, ns, alternative).run_study(study, prt=None)
 
 
 def assert_identical(table, recs, latent, ns):

@@ -11,7 +11,22 @@ from rd_interp.enrich.result import EnrichmentResult, load_table
 from rd_interp.enrich.termmatrix import TermMatrix
 
 __all__ = [
-    "StudySetConfig", "StudySetInfo", "study_sets", "EnrichConfig", "GOEnricher", "EnrichmentResult",
-    "enrich_latents", "coverage_summary", "null_control", "NullControl", "compare_seeds", "compare_specificity",
-    "rank_test", "seed_stats", "fisher_pvalues", "bh", "load_table", "TermMatrix",
+    "EnrichConfig",
+    "EnrichmentResult",
+    "GOEnricher",
+    "NullControl",
+    "StudySetConfig",
+    "StudySetInfo",
+    "TermMatrix",
+    "bh",
+    "compare_seeds",
+    "compare_specificity",
+    "coverage_summary",
+    "enrich_latents",
+    "fisher_pvalues",
+    "load_table",
+    "null_control",
+    "rank_test",
+    "seed_stats",
+    "study_sets",
 ]

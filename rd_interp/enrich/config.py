@@ -20,6 +20,7 @@ class EnrichConfig:
     background: str = "namespace"        # population per namespace: "namespace" | "annotated" | "all"
     namespaces: tuple[str, ...] = NAMESPACES
     table: Literal["significant", "hits"] = "significant"  # rows kept: p_adj < alpha, or every study_count >= 1
+    information_content: bool = True     # IC column via goatools TermCounts (~5 s once per enricher at full GO)
     base_share_hi: float = 0.8           # decoder share on the base prefix >= this: base-dominated latent
     base_share_lo: float = 0.2           # <= this: residual-dominated latent
 

@@ -19,7 +19,7 @@ from rd_interp.enrich.config import EnrichConfig
 from rd_interp.enrich.engine import GOEnricher
 from rd_interp.enrich.result import EnrichmentResult
 
-__all__ = ["EnrichConfig", "EnrichmentResult", "enrich_latents", "coverage_summary", "STRATA"]
+__all__ = ["STRATA", "EnrichConfig", "EnrichmentResult", "coverage_summary", "enrich_latents"]
 
 STRATA = ("base", "mixed", "residual")
 
@@ -61,7 +61,7 @@ def _spec_stats(df: pd.DataFrame, general_level: int) -> dict:
         return {"n": 0, "level_mean": None, "level_median": None, "depth_mean": None, "depth_median": None,
                 "ic_mean": None, "ic_median": None, "fraction_general": None}
     return {
-        "n": int(len(df)),
+        "n": len(df),
         "level_mean": float(df["level"].mean()), "level_median": float(df["level"].median()),
         "depth_mean": float(df["depth"].mean()), "depth_median": float(df["depth"].median()),
         "ic_mean": float(df["ic"].mean()), "ic_median": float(df["ic"].median()),
@@ -72,7 +72,7 @@ def _spec_stats(df: pd.DataFrame, general_level: int) -> dict:
 def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: int) -> dict:
     """Coverage + specificity for one set of latents (`latents` rows) and their captured rows `cap`."""
     tested = _tested_mask(latents, namespaces)
-    n_lat = int(len(latents))
+    n_lat = len(latents)
     n_tested = int(tested.sum())
     per_lat = cap.groupby("latent")["go_id"].nunique() if not cap.empty else pd.Series(dtype=np.int64)
     counts = per_lat.reindex(latents.loc[tested, "latent"].to_numpy(), fill_value=0).to_numpy()
@@ -88,7 +88,7 @@ def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: 
                for ns in namespaces},
             "total": int(cap["go_id"].nunique()) if not cap.empty else 0,
         },
-        "n_latent_term_pairs": int(len(cap)),
+        "n_latent_term_pairs": len(cap),
         "terms_per_latent": {
             "mean": float(counts.mean()) if counts.size else 0.0,
             "median": float(np.median(counts)) if counts.size else 0.0,

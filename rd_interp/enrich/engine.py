@@ -61,7 +61,7 @@ class GOEnricher:
     def protein_ids(self) -> list[str]:
         return self.terms.protein_ids
 
-    def permuted(self, perm: np.ndarray) -> "GOEnricher":
+    def permuted(self, perm: np.ndarray) -> GOEnricher:
         """Same enricher with protein i carrying the annotation set of protein perm[i] (null control)."""
         new = GOEnricher.__new__(GOEnricher)
         new.__dict__.update(self.__dict__)
@@ -167,7 +167,7 @@ class GOEnricher:
                 for seg in np.split(order, bounds):
                     if seg.size:
                         p_adj[seg] = bh_with_ones(p[seg], m)
-                part = dict(lat=lat, term=term, k=k, n=n_ns[lat], p=p, p_adj=p_adj)
+                part = {"lat": lat, "term": term, "k": k, "n": n_ns[lat], "p": p, "p_adj": p_adj}
                 fam_rows.append((j, part, None))
             else:
                 part = self._dense_family(blk, lat_tested, n_ns, lat, term, k, p, n_u, p0, K_inv, rows)
@@ -294,7 +294,7 @@ class GOEnricher:
         n = cols["n"][idx].astype(np.int64)
         codes, uniq = pd.factorize(pd.Series(go, dtype=object), sort=True)
         uniq = [str(g) for g in uniq]
-        ic_map = self.information_content(uniq) if uniq else {}
+        ic_map = self.information_content(uniq) if uniq and cfg.information_content else dict.fromkeys(uniq, np.nan)
         dag = self.godag
         u_name = np.array([dag[g].name for g in uniq], dtype=object)
         u_level = np.array([dag[g].level for g in uniq], dtype=np.int64)

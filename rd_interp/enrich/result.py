@@ -110,7 +110,7 @@ class EnrichmentResult:
         return paths
 
     @classmethod
-    def load(cls, out_dir: str | Path) -> "EnrichmentResult":
+    def load(cls, out_dir: str | Path) -> EnrichmentResult:
         out = Path(out_dir)
         meta_path = out / "result.json"
         if not meta_path.is_file():

@@ -28,11 +28,8 @@ def godag_of(ontology):
     return getattr(ontology, "dag", ontology)
 
 
-def _lookup(annotations, protein_id) -> Iterable[str]:
-    get = getattr(annotations, "get", None)
-    if get is not None:
-        return get(protein_id) or ()
-    return annotations[protein_id] if protein_id in annotations else ()
+def _lookup(annotations: Mapping[str, Iterable[str]], protein_id: str) -> Iterable[str]:
+    return annotations.get(protein_id) or ()
 
 
 @dataclass
@@ -174,7 +171,7 @@ class TermMatrix:
     def n_proteins(self) -> int:
         return len(self.protein_ids)
 
-    def permuted(self, perm: np.ndarray) -> "TermMatrix":
+    def permuted(self, perm: np.ndarray) -> TermMatrix:
         """Copy in which protein i carries the annotations (and population membership) of protein perm[i]."""
         perm = np.asarray(perm)
         if sorted(perm.tolist()) != list(range(self.n_proteins)):

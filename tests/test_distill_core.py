@@ -127,7 +127,8 @@ def test_chain_prefix_nested_and_direct_mode():
     s2 = ReverseDistiller().fit(rd1, H[2])
     assert np.allclose(s2.transform(rd1, H[2]), rd2, atol=1e-9)
     summ = ch.summary()
-    assert [s["k_small"] for s in summ["steps"]] == [6, 10] and summ["steps"][1]["small"] == "rd:s+m"
+    assert [s["k_small"] for s in summ["steps"]] == [6, 10] and summ["steps"][1]["small"] == "s+m"
+    assert summ["steps"][1]["step"] == "rd:s+m->l"
     direct = ReverseDistillationChain(names=["s", "m", "l"], mode="direct").fit(H)
     j1, j2 = direct.transform(H)
     assert np.array_equal(j2[:, :6], H[0]) and j2.shape == (n, 16)

@@ -141,7 +141,7 @@ class ReverseDistillationChain:
         self.steps_: list[ReverseDistiller] = []
         for k in range(1, len(srcs)):
             small_name = self.names[0] if self.mode == "direct" else (
-                self.names[0] if k == 1 else f"rd:{'+'.join(self.names[:k])}")
+                self.names[0] if k == 1 else "+".join(self.names[:k]))
             step = ReverseDistiller(**self.distiller_kwargs, small_name=small_name, large_name=self.names[k])
             used = [0] + (list(range(1, k)) if self.mode == "chain" else []) + [k]
             sub = [srcs[i] for i in used]
@@ -185,9 +185,9 @@ class ReverseDistillationChain:
                              f"got {len(embeddings)}")
         return [e if _is_store(e) else as_2d(e, f"embedding {i}") for i, e in enumerate(embeddings)]
 
-    def _transform_blocks(self, blocks: list) -> list:
+    def _transform_blocks(self, blocks: list, upto: int | None = None) -> list:
         outs, rd = [], blocks[0]
-        for k, step in enumerate(self.steps_):
+        for k, step in enumerate(self.steps_[: None if upto is None else upto + 1]):
             small = rd if self.mode == "chain" else blocks[0]
             rd = step.transform(small, blocks[k + 1])
             outs.append(rd)
@@ -209,7 +209,7 @@ class ReverseDistillationChain:
         sub = [stores[i] for i in used]
         st = self.steps_[k]
         if self.mode == "chain":
-            fn = lambda blocks: self._transform_blocks(blocks)[k]  # noqa: E731
+            fn = lambda blocks: self._transform_blocks(blocks, upto=k)[k]  # noqa: E731
         else:
             fn = lambda blocks: st.transform(blocks[0], blocks[1])  # noqa: E731
         fp = sha256_json([s.fingerprint() for s in self.steps_[: k + 1]])

@@ -78,6 +78,8 @@ def _get(z, key: str, path: Path, required: bool = True):
     try:
         val = z[key]
     except ValueError as exc:  # object array: would need pickle
+        if not required:
+            return None  # optional diagnostics (e.g. a None saved as an object) are skipped
         raise ValueError(f"{path}: entry {key!r} is a pickled object array; refusing to unpickle ({exc})") from None
     return val
 

@@ -9,8 +9,19 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from rd_interp.enrich import (EnrichConfig, EnrichmentResult, GOEnricher, StudySetConfig, compare_seeds,
-                              compare_specificity, enrich_latents, null_control, rank_test, seed_stats, study_sets)
+from rd_interp.enrich import (
+    EnrichConfig,
+    EnrichmentResult,
+    GOEnricher,
+    StudySetConfig,
+    compare_seeds,
+    compare_specificity,
+    enrich_latents,
+    null_control,
+    rank_test,
+    seed_stats,
+    study_sets,
+)
 from rd_interp.enrich.coverage import strata
 from tests.enrich_fixtures import MINI_OBO, mini_inputs
 
@@ -170,3 +181,15 @@ def test_cli_enrich(tmp_path, capsys):
     rc = main(["enrich", "--scores", str(tmp_path / "scores.npz"), "--proteins", str(tmp_path / "bad.txt"),
                "--annotations", str(tmp_path / "ann.tsv"), "--obo", str(MINI_OBO), "--out", str(tmp_path / "o2")])
     assert rc == 1 and "protein ids" in capsys.readouterr().err
+
+
+def test_shared_enricher_follows_the_passed_config():
+    dag, prots, ann, scores = planted()
+    enr = GOEnricher(prots, ann, dag)
+    res = enrich_latents(scores, prots, None, None, EnrichConfig(global_bh=True),
+                         study_cfg=StudySetConfig(top_n=20), enricher=enr)
+    assert "p_adj_global" in res.table.columns and res.meta["correction"] == "global"
+    with pytest.raises(ValueError, match="background"):
+        enrich_latents(scores, prots, None, None, EnrichConfig(background="all"), enricher=enr)
+    with pytest.raises(ValueError, match="protein id"):
+        enrich_latents(scores, prots[::-1], None, None, enricher=enr)

@@ -46,8 +46,10 @@ def enrich_latents(
         raise ValueError(f"scores have {n_rows} rows but {len(protein_ids)} protein ids were given")
     if enricher is None:
         enricher = GOEnricher(protein_ids, annotations, ontology, cfg)
-    elif list(enricher.protein_ids) != [str(p) for p in protein_ids]:
-        raise ValueError("enricher was built for a different protein id list/order than the scores")
+    else:
+        if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
+            raise ValueError("enricher was built for a different protein id list/order than the scores")
+        enricher = enricher.with_config(cfg)
     indicator, info = study_sets(scores, study_cfg)
     result = enricher.run(indicator, info)
     from rd_interp.io.serialize import to_dict

@@ -61,6 +61,24 @@ class GOEnricher:
     def protein_ids(self) -> list[str]:
         return self.terms.protein_ids
 
+    def with_config(self, cfg: EnrichConfig) -> GOEnricher:
+        """This enricher (same propagated matrix and IC cache) under another statistical config.
+
+        Only options that do not change the term matrix may differ (alpha, alternative, global BH, ...).
+        """
+        cfg.validate()
+        if cfg == self.cfg:
+            return self
+        for name in ("namespaces", "relationships", "background"):
+            a, b = getattr(cfg, name), getattr(self.cfg, name)
+            if (tuple(a) if not isinstance(a, str) else a) != (tuple(b) if not isinstance(b, str) else b):
+                raise ValueError(f"EnrichConfig.{name} differs from the one this GOEnricher was built with "
+                                 f"({a!r} vs {b!r}); build a new GOEnricher")
+        new = GOEnricher.__new__(GOEnricher)
+        new.__dict__.update(self.__dict__)
+        new.cfg = cfg
+        return new
+
     def permuted(self, perm: np.ndarray) -> GOEnricher:
         """Same enricher with protein i carrying the annotation set of protein perm[i] (null control)."""
         new = GOEnricher.__new__(GOEnricher)

@@ -79,6 +79,10 @@ def null_control(
         raise ValueError(f"scores have {scores.shape[0]} rows but {len(protein_ids)} protein ids were given")
     if enricher is None:
         enricher = GOEnricher(protein_ids, annotations, ontology, cfg)
+    else:
+        if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
+            raise ValueError("enricher was built for a different protein id list/order than the scores")
+        enricher = enricher.with_config(cfg)
     indicator, info = study_sets(scores, study_cfg)
     results = []
     for seed in seeds:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,7 +87,9 @@ class _Pattern:
     def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d]."""
         v = values.reshape(-1)[self.order].to(Y.dtype)
-        S = torch.sparse_csr_tensor(self.crow, self.rows_sorted, v, size=self.shape, check_invariants=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            S = torch.sparse_csr_tensor(self.crow, self.rows_sorted, v, size=self.shape, check_invariants=False)
         return S @ Y
 
 

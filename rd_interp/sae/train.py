@@ -65,7 +65,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     autocast: bool = True  # bf16 encoder matmul on CUDA (ignored on CPU)
     checkpoint_every: int = 500  # steps; only with a checkpoint_dir
-    threshold_decay: float = 0.99  # BatchTopK: EMA of the smallest kept activation -> inference threshold
+    threshold_batches: int = 8  # BatchTopK: batches of training rows used to calibrate the inference threshold
     num_threads: int | None = None  # torch CPU threads (None: leave torch's setting)
 
     def validate(self) -> None:
@@ -207,8 +207,6 @@ def train_sae(
     sae.to(dev)
     opt = torch.optim.Adam(sae.parameters(), lr=res["lr"], betas=(0.9, 0.999), eps=cfg.adam_eps)
     since_fired = torch.zeros(sae_cfg.n_latents, dtype=torch.long, device=dev)
-    thr_ema = torch.zeros((), dtype=torch.float64)
-    thr_count = 0
     start = 0
     source_info = {"name": source.name, "store": str(source.store.path) if source.store is not None else None,
                    "columns": columns_to_json(source.columns, source.full_dim), "full_dim": source.full_dim,
@@ -225,8 +223,6 @@ def train_sae(
         sae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         since_fired = state["since_fired"].to(dev)
-        thr_ema = state["thr_ema"].cpu()
-        thr_count = int(state["thr_count"])
         start = int(state["step"])
         log.info("resuming %s from step %d/%d", ckpt_path, start, n_steps)
 
@@ -266,10 +262,6 @@ def train_sae(
         with torch.no_grad():
             since_fired += x.shape[0]
             since_fired[out["fired"]] = 0
-            if "kth" in out:
-                kth = out["kth"].double().cpu()
-                thr_ema = kth if thr_count == 0 else cfg.threshold_decay * thr_ema + (1 - cfg.threshold_decay) * kth
-                thr_count += 1
         done_vectors += x.shape[0]
         if bar is not None or step == end - 1:
             with torch.no_grad():
@@ -286,12 +278,12 @@ def train_sae(
                                     l0=f"{run_l0:.1f}",
                                     dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
         if ckpt_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
-            _save_checkpoint(ckpt_path, sae, opt, since_fired, thr_ema, thr_count, step + 1, fingerprint)
+            _save_checkpoint(ckpt_path, sae, opt, since_fired, step + 1, fingerprint)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
-    if sae_cfg.architecture == "batchtopk" and thr_count > 0:
-        sae.threshold.fill_(float(thr_ema))
+    if sae_cfg.architecture == "batchtopk" and end >= n_steps:
+        sae.threshold.fill_(calibrate_threshold(sae, source, order, n_steps, cfg.threshold_batches))
     sae.eval()
     sae.source_ = source_info
     sae.train_info_ = {
@@ -312,9 +304,31 @@ def _rows_digest(rows: np.ndarray | None) -> str | None:
     return hashlib.sha256(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()
 
 
-def _save_checkpoint(path: Path, sae, opt, since_fired, thr_ema, thr_count, step, fingerprint) -> None:
+def calibrate_threshold(sae: SparseAutoencoder, source: DataSource, order: BatchOrder, start: int,
+                        n_batches: int) -> float:
+    """BatchTopK inference threshold: mean over training batches of the smallest activation BatchTopK keeps.
+
+    Computed with the FINAL weights (a running average over training lags behind a moving threshold and
+    under-shoots L0); with it, per-vector thresholding keeps k latents per vector on average.
+    """
+    k = sae.cfg.k
+    vals = []
+    with torch.no_grad():
+        for t in range(start, start + max(1, n_batches)):
+            x = torch.from_numpy(source.take(order.rows_at(t))).to(sae.W_enc.device)
+            pre = torch.relu(sae._pre(sae.preprocess(x))).reshape(-1)
+            kept = pre.topk(min(k * x.shape[0], pre.numel()), sorted=False).values
+            kept = kept[kept > 0]
+            if kept.numel():
+                vals.append(float(kept.min()))
+    if not vals:
+        raise ValueError("BatchTopK calibration: no latent is ever active; the SAE did not train")
+    return float(np.mean(vals))
+
+
+def _save_checkpoint(path: Path, sae, opt, since_fired, step, fingerprint) -> None:
     state = {"model": sae.state_dict(), "optimizer": opt.state_dict(), "since_fired": since_fired.cpu(),
-             "thr_ema": thr_ema.clone(), "thr_count": int(thr_count), "step": int(step), "fingerprint": fingerprint,
+             "step": int(step), "fingerprint": fingerprint,
              "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -1,0 +1,325 @@
+"""Sparse autoencoder layer: recovery of a planted dictionary, training invariants, I/O, metrics, encoding."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from rd_interp.io.serialize import ConfigError
+from rd_interp.sae.data import split_rows
+from rd_interp.sae.encode import decoder_share, encode_proteins, encode_sequence_activations
+from rd_interp.sae.io import load_sae, save_sae
+from rd_interp.sae.metrics import evaluate, fvu
+from rd_interp.sae.model import SAEConfig, SparseAutoencoder
+from rd_interp.sae.train import TrainConfig, train_sae
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny matmuls: with 2 OpenMP threads on a shared 2-core machine, thread hand-offs dominate.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def planted(n=16384, d=64, m=256, s=4, noise=0.01, seed=0):
+    """x = sum of s random atoms of a unit-norm dictionary D [m, d], coefficients U(0.5, 1.5), plus noise."""
+    rng = np.random.default_rng(seed)
+    D = rng.standard_normal((m, d))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    offset = rng.normal(0, 3.0, d)
+    idx = np.argsort(rng.random((n, m)), axis=1)[:, :s]
+    coef = rng.uniform(0.5, 1.5, (n, s))
+    X = np.einsum("ns,nsd->nd", coef, D[idx]) + noise * rng.standard_normal((n, d))
+    # a large per-dimension offset, like PLM embeddings: pre-processing must remove it
+    X += offset
+    return X.astype(np.float32), D
+
+
+@pytest.fixture(scope="module")
+def planted_data():
+    return planted()
+
+
+@pytest.fixture(scope="module")
+def planted_sae(planted_data):
+    X, _ = planted_data
+    cfg = TrainConfig(batch_size=1024, n_steps=200, lr=5e-3, seed=0)
+    return train_sae(X, SAEConfig("topk", n_latents=512, k=4), cfg, progress=False)
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-identical, NaN == NaN (the threshold buffer is NaN for non-BatchTopK SAEs)."""
+    return a.shape == b.shape and a.dtype == b.dtype and bool(
+        ((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+
+
+def recovered(sae, D, thr=0.9):
+    W = sae.W_dec.detach().cpu().double().numpy()
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    best = (D @ W.T).max(1)
+    return float((best >= thr).mean()), best
+
+
+def test_planted_dictionary_recovered(planted_sae, planted_data):
+    X, D = planted_data
+    frac, best = recovered(planted_sae, D)
+    print(f"planted recovery: {frac:.3f} of 256 atoms at cos>=0.9, median best cos {np.median(best):.4f}")
+    assert frac >= 0.9
+    # and an untrained SAE of the same size does not (the test can fail)
+    frac0, _ = recovered(SparseAutoencoder(SAEConfig("topk", d_in=64, n_latents=512, k=4), seed=0), D)
+    assert frac0 < 0.1
+
+
+def test_decoder_rows_unit_norm(planted_sae):
+    norms = planted_sae.W_dec.detach().norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+
+
+def test_heldout_metrics_sane(planted_sae):
+    X, _ = planted(n=4096, seed=0)  # same dictionary seed -> same distribution
+    m = evaluate(planted_sae, X)
+    assert m["fvu"] < 0.15 and m["cosine"] > 0.9
+    assert 3.0 <= m["l0"] <= 4.0
+    assert 0 <= m["dead_fraction"] < 1 and m["dense_fraction"] <= 0.05
+    assert sum(m["freq_hist"]["counts"]) + m["freq_hist"]["dead"] == 512
+    # MSE is in raw units and consistent with FVU
+    var = ((X - X.mean(0)) ** 2).sum() / X.size
+    assert m["mse"] == pytest.approx(m["fvu"] * var, rel=1e-4)
+
+
+def test_fvu_of_mean_prediction_is_one(planted_data):
+    X, _ = planted_data
+    Xe = X[:3000]
+    assert fvu(Xe, np.broadcast_to(Xe.astype(np.float64).mean(0), Xe.shape)) == pytest.approx(1.0, abs=1e-12)
+    sae = SparseAutoencoder(SAEConfig("topk", d_in=64, n_latents=32, k=4), seed=0)
+    with torch.no_grad():
+        sae.pre_mean.copy_(torch.from_numpy(X.mean(0)))
+        sae.pre_scale.fill_(0.5)
+        sae.W_dec.zero_()  # reconstruction = b_dec: predict the evaluation set's mean
+        sae.b_dec.copy_(sae.preprocess(torch.from_numpy(Xe.astype(np.float64).mean(0).astype(np.float32))))
+    assert evaluate(sae, Xe)["fvu"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_seeded_training_is_deterministic():
+    X, _ = planted(n=2048, seed=3)
+    cfg = TrainConfig(batch_size=256, n_steps=20, lr=3e-3, seed=7)
+    a = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False)
+    b = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False)
+    c = train_sae(X, SAEConfig("topk", n_latents=128, k=4), TrainConfig(batch_size=256, n_steps=20, lr=3e-3, seed=8),
+                  progress=False)
+    for name, p in a.state_dict().items():
+        assert same(p, b.state_dict()[name]), name
+    assert not torch.equal(a.W_dec, c.W_dec)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    X, _ = planted(n=3000, seed=4)
+    cfg = TrainConfig(batch_size=256, n_steps=30, lr=3e-3, seed=1, checkpoint_every=7, aux_k=16, dead_window=512)
+    full = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, progress=False)
+    ck = tmp_path / "ck"
+    part = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False,
+                     stop_after=12)
+    assert part.train_info_["steps_done"] == 12 and not part.train_info_["finished"]
+    resumed = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False)
+    assert resumed.train_info_["finished"]
+    for name, p in full.state_dict().items():
+        assert same(p, resumed.state_dict()[name]), name
+    # a checkpoint from another configuration is refused, not silently reused
+    with pytest.raises(ValueError, match="different data/config"):
+        train_sae(X, SAEConfig("batchtopk", n_latents=128, k=8), cfg, checkpoint_dir=ck, progress=False)
+
+
+def test_auxk_revives_dead_latents():
+    # As many atoms as latents and a too-high learning rate: latents die early in training. AuxK (the
+    # k_aux largest dead pre-activations reconstruct the residual) gives them gradient again.
+    X, _ = planted(n=8192, m=512, s=4, seed=5)
+    Xh, _ = planted(n=4096, m=512, s=4, seed=5)
+    sae_cfg = SAEConfig("topk", n_latents=512, k=4)
+    base = dict(batch_size=512, n_steps=100, lr=2e-2, seed=0, dead_window=8192)
+    no_aux = train_sae(X, sae_cfg, TrainConfig(aux_k=0, **base), progress=False)
+    aux = train_sae(X, sae_cfg, TrainConfig(aux_k=32, **base), progress=False)
+    m0, m1 = evaluate(no_aux, Xh), evaluate(aux, Xh)
+    print(f"held-out dead fraction: without AuxK {m0['dead_fraction']:.3f}, with AuxK {m1['dead_fraction']:.3f}; "
+          f"FVU {m0['fvu']:.4f} vs {m1['fvu']:.4f}")
+    assert m0["dead_fraction"] > 0.08
+    assert m1["dead_fraction"] < 0.6 * m0["dead_fraction"]
+    assert m1["fvu"] <= m0["fvu"] + 0.01
+
+
+def test_batchtopk_threshold_reproduces_l0(planted_data):
+    X, _ = planted_data
+    sae = train_sae(X, SAEConfig("batchtopk", n_latents=512, k=4),
+                    TrainConfig(batch_size=1024, n_steps=150, lr=5e-3, seed=0), progress=False)
+    thr = float(sae.threshold)
+    assert np.isfinite(thr) and thr > 0
+    l0 = evaluate(sae, X[:4096])["l0"]
+    assert abs(l0 - 4) / 4 <= 0.10, l0
+    # exported threshold survives save/load
+    assert float(load_sae(save_sae(sae, _tmp_dir())).threshold) == thr
+
+
+def _tmp_dir():
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="sae-test-")
+
+
+def test_relu_l1_baseline_trains():
+    X, _ = planted(n=4096, seed=6)
+    sae = train_sae(X, SAEConfig("relu", n_latents=128, l1_coeff=1.0),
+                    TrainConfig(batch_size=512, n_steps=80, lr=3e-3, seed=0), progress=False)
+    m = evaluate(sae, X)
+    assert m["fvu"] < 0.6
+    assert m["l0"] < 128 * 0.5  # the L1 term makes it sparse
+    # decoder norms are free in the ReLU baseline (the penalty is norm-weighted)
+    assert not torch.allclose(sae.W_dec.norm(dim=1), torch.ones(128), atol=1e-3)
+
+
+def test_save_load_bit_identical(planted_sae, tmp_path):
+    planted_sae.source_ = {"name": "array", "columns": None}
+    save_sae(planted_sae, tmp_path / "s", {"note": "test"})
+    back = load_sae(tmp_path / "s")
+    for name, t in planted_sae.state_dict().items():
+        assert same(t, back.state_dict()[name]), name
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and cfg["d_in"] == 64 and cfg["n_latents"] == 512 and cfg["k"] == 4
+    assert cfg["note"] == "test" and "torch" in cfg["versions"]
+    X = np.random.default_rng(0).standard_normal((50, 64)).astype(np.float32)
+    assert torch.equal(planted_sae.encode(X), back.encode(X))
+    from safetensors.torch import load_file
+
+    t = load_file(str(tmp_path / "s" / "sae.safetensors"))
+    assert t["W_enc"].shape == (64, 512) and t["W_dec"].shape == (512, 64)
+    # a corrupted tensor file is detected
+    raw = bytearray((tmp_path / "s" / "sae.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (tmp_path / "s" / "sae.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum"):
+        load_sae(tmp_path / "s")
+
+
+def test_bad_inputs(planted_sae, tmp_path):
+    X, _ = planted(n=512, seed=1)
+    bad = X.copy()
+    bad[100, 3] = np.nan
+    with pytest.raises(ValueError, match=r"row 100 contains NaN"):
+        train_sae(bad, SAEConfig("topk", n_latents=32, k=4), TrainConfig(batch_size=64, n_steps=2), progress=False)
+    bad[100, 3] = np.inf
+    with pytest.raises(ValueError, match=r"row 100 contains Inf"):
+        planted_sae.encode(bad)
+    save_sae(planted_sae, tmp_path / "s")
+    loaded = load_sae(tmp_path / "s")
+    with pytest.raises(ValueError, match=r"dimension 48 but this SAE expects d_in=64"):
+        loaded.encode(np.zeros((3, 48), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"dimension 48"):
+        evaluate(loaded, np.zeros((3, 48), dtype=np.float32))
+    with pytest.raises(ConfigError, match=r"k: 40 active latents requested but the SAE has only n_latents=32"):
+        SAEConfig("topk", d_in=64, n_latents=32, k=40).validate()
+    with pytest.raises(ValueError, match="k"):
+        train_sae(X, SAEConfig("topk", n_latents=32, k=40), TrainConfig(batch_size=64, n_steps=2), progress=False)
+    with pytest.raises(ValueError, match="d_in=10"):
+        train_sae(X, SAEConfig("topk", d_in=10, n_latents=32, k=4), TrainConfig(batch_size=64, n_steps=2),
+                  progress=False)
+    with pytest.raises(FileNotFoundError, match="cfg.json"):
+        load_sae(tmp_path / "nothing")
+
+
+# -- store-backed training, column subsets, encoding -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    from rd_interp.io.store import StoreWriter
+
+    rng = np.random.default_rng(11)
+    X, _ = planted(n=6000, d=48, m=64, s=3, seed=11)
+    lengths = []
+    total = 0
+    while total < X.shape[0]:
+        L = int(min(rng.integers(20, 120), X.shape[0] - total))
+        lengths.append(L)
+        total += L
+    path = tmp_path_factory.mktemp("store") / "emb"
+    w = StoreWriter(path, dim=48, manifest={"model": "synthetic"}, dtype="float32", shard_rows=1000)
+    o = 0
+    for i, L in enumerate(lengths):
+        w.append(f"P{i:04d}", X[o:o + L])
+        o += L
+    return w.close(), X
+
+
+def test_store_training_on_column_subset(tiny_store):
+    store, X = tiny_store
+    train_rows, held_rows = split_rows(store, 0.1, seed=0)
+    # split is by protein: no protein has residues on both sides
+    prot_of = np.searchsorted(store.offsets, np.arange(store.n_rows), side="right") - 1
+    assert not set(prot_of[train_rows]) & set(prot_of[held_rows])
+    assert train_rows.size + held_rows.size == store.n_rows
+    cfg = TrainConfig(batch_size=256, n_steps=40, lr=3e-3, seed=0)
+    sae = train_sae(store, SAEConfig("topk", n_latents=96, k=3), cfg, columns=slice(8, 40), rows=train_rows,
+                    progress=False)
+    assert sae.d_in == 32 and sae.source_["columns"] == {"start": 8, "stop": 40}
+    # identical to training on the sliced in-memory copy of the same rows
+    ref = train_sae(X[:, 8:40].copy(), SAEConfig("topk", n_latents=96, k=3), cfg, rows=train_rows, progress=False)
+    assert torch.equal(sae.W_dec, ref.W_dec)
+    m_store = evaluate(sae, store, columns=slice(8, 40), rows=held_rows)
+    m_arr = evaluate(sae, X[:, 8:40], rows=held_rows)
+    assert m_store["fvu"] == pytest.approx(m_arr["fvu"], rel=1e-9)
+    assert m_store["fvu"] < 0.7
+
+
+def test_encode_proteins_pooling_matches_dense(tiny_store):
+    store, X = tiny_store
+    sae = train_sae(store, SAEConfig("topk", n_latents=96, k=3), TrainConfig(batch_size=256, n_steps=20, seed=0),
+                    columns="8:40", progress=False)
+    for pooling in ("max", "mean"):
+        M = encode_proteins(sae, store, pooling=pooling, batch_rows=700, chunk_rows=128)
+        assert sp.isspmatrix_csr(M) and M.shape == (store.n_proteins, 96) and M.dtype == np.float32
+        for i in (0, 7, store.n_proteins - 1):
+            Z = sae.encode(store.protein(i, slice(8, 40))).numpy()
+            ref = Z.max(0) if pooling == "max" else Z.astype(np.float64).mean(0)
+            np.testing.assert_allclose(M[i].toarray()[0], ref, rtol=1e-5, atol=1e-6)
+    A = encode_sequence_activations(sae, store.protein(3, slice(8, 40)))
+    np.testing.assert_array_equal(A.toarray(), sae.encode(store.protein(3, slice(8, 40))).numpy())
+    assert (A.getnnz(axis=1) <= 3).all()
+
+
+def test_decoder_share():
+    sae = SparseAutoencoder(SAEConfig("topk", d_in=10, n_latents=4, k=1), seed=0)
+    with torch.no_grad():
+        sae.W_dec.zero_()
+        sae.W_dec[0, :6] = 1.0  # entirely in the first block
+        sae.W_dec[1, 6:] = 2.0  # entirely in the second block
+        sae.W_dec[2, 0] = 1.0
+        sae.W_dec[2, 9] = 1.0  # half / half
+    share = decoder_share(sae, slice(0, 6))
+    np.testing.assert_allclose(share, [1.0, 0.0, 0.5, 0.0])
+    np.testing.assert_allclose(decoder_share(sae, np.arange(6, 10))[:3], [0.0, 1.0, 0.5])
+
+
+def test_cli_train_and_eval(tiny_store, tmp_path, capsys):
+    from rd_interp.cli import main
+
+    store, _ = tiny_store
+    out = tmp_path / "sae"
+    rc = main(["sae", "train", "--store", str(store.path), "--columns", "0:48", "--out", str(out), "--n-latents", "64",
+               "--k", "3", "--steps", "15", "--batch-size", "256", "--lr", "3e-3", "--no-progress"])
+    assert rc == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["metrics"]["heldout"]["fvu"] == pytest.approx(line["fvu"])
+    assert cfg["split"]["by"] == "protein" and not (out / "checkpoint").exists()
+    rc = main(["sae", "eval", str(out), "--json", str(tmp_path / "m.json")])
+    assert rc == 0
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["fvu"] == pytest.approx(line["fvu"], rel=1e-12)
+    assert main(["sae", "train", "--store", str(store.path), "--out", str(tmp_path / "x"), "--k", "999",
+                 "--n-latents", "64", "--no-progress"]) == 1

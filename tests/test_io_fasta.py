@@ -147,3 +147,12 @@ def test_500k_sequences_stream_in_bounded_memory(tmp_path):
     assert (n, res) == (500_000, 150_000_000)
     print(f"500k sequences: peak RSS {peak_mb} MB")
     assert peak_mb < 300, f"peak RSS {peak_mb} MB"
+
+
+def test_non_ascii_and_tab_residues_are_located(tmp_path):
+    p = _write(tmp_path, ">a\nMKV\nmk\tvÄl\n")
+    with pytest.raises(FastaError, match=r"x.fasta:3: invalid residue 'Ä' at column 5 in record 'a'"):
+        list(read_fasta(p))
+    p = _write(tmp_path, ">a desc\tmore\nMK\tV\n", name="t.fasta")
+    (rec,) = read_fasta(p)
+    assert (rec.id, rec.description, rec.sequence) == ("a", "desc\tmore", "MKV")

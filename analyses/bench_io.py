@@ -1,0 +1,117 @@
+"""Benchmark the io layer against its peers on the same inputs, in the same run.
+
+* FASTA: rd_interp.io.fasta.read_fasta (streaming, validating) vs fair-esm's
+  ``esm.data.FastaBatchedDataset.from_file`` (the ESM reference loader: reads everything into lists,
+  no residue validation) on a synthetic plain FASTA of --n sequences. Each runs in a fresh
+  subprocess so peak RSS is its own.
+* GO: rd_interp.io.go.Ontology.load (gz cache + line-numbered validation + obsolete index + goatools)
+  vs goatools ``GODag(optional_attrs={"relationship"})`` alone on the same plain OBO.
+* Annotations: read_annotations on the shipped TSV (169k rows) with resolution bookkeeping.
+
+Prints its figures and ends with ONE JSON line.
+    python analyses/bench_io.py [--n 200000] [--length 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys, time
+    which, path = sys.argv[1], sys.argv[2]
+    if which == "rd_interp":
+        from rd_interp.io.fasta import read_fasta
+    else:
+        from esm.data import FastaBatchedDataset
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    if which == "rd_interp":
+        n = res = 0
+        for rec in read_fasta(path):
+            n += 1
+            res += len(rec.sequence)
+    else:
+        ds = FastaBatchedDataset.from_file(path)
+        n, res = len(ds), sum(len(s) for s in ds.sequence_strs)
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "residues": res, "seconds": dt, "rss_after_imports_mb": rss0, "peak_rss_mb": peak,
+                      "peak_rss_growth_mb": peak - rss0}))
+""")
+
+
+def run_probe(which: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, which, str(path)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200_000, help="synthetic sequences")
+    ap.add_argument("--length", type=int, default=300, help="residues per synthetic sequence")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    results: dict = {"n_sequences": args.n, "length": args.length}
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "bench.fasta"
+        rng = random.Random(args.seed)
+        aa = "ACDEFGHIKLMNPQRSTVWY"
+        with open(fasta, "w") as fh:
+            for i in range(args.n):
+                fh.write(f">sp|Q{i:07d}|BENCH_HUMAN synthetic {i}\n")
+                seq = "".join(rng.choices(aa, k=args.length))
+                fh.writelines(seq[j:j + 60] + "\n" for j in range(0, len(seq), 60))
+        size_mb = fasta.stat().st_size / 1e6
+        ours = run_probe("rd_interp", fasta)
+        peer = run_probe("esm", fasta)
+        assert ours["n"] == peer["n"] == args.n and ours["residues"] == peer["residues"]
+        print(f"FASTA {args.n:,} x {args.length} aa ({size_mb:.0f} MB); RSS growth = peak minus after imports")
+        for name, r in (("rd_interp read_fasta (streaming, validated)", ours),
+                        ("fair-esm FastaBatchedDataset.from_file", peer)):
+            print(f"  {name:45s} {r['seconds']:6.2f} s  {r['n'] / r['seconds']:9,.0f} rec/s  "
+                  f"RSS growth {r['peak_rss_growth_mb']:6.0f} MB (peak {r['peak_rss_mb']:.0f})")
+        results["fasta"] = {"size_mb": round(size_mb, 1), "rd_interp": ours, "fair_esm": peer}
+
+    from goatools.obo_parser import GODag
+
+    from rd_interp.io import datasets, go
+    from rd_interp.io.annotations import read_annotations
+
+    with tempfile.TemporaryDirectory() as cache:
+        import os
+
+        os.environ["RD_INTERP_CACHE"] = cache
+        t = time.perf_counter()
+        onto = go.Ontology.load()  # cold: decompress + verify + scan + goatools
+        cold = time.perf_counter() - t
+        go._LOADED.clear()
+        t = time.perf_counter()
+        onto = go.Ontology.load()  # warm cache file, fresh parse
+        warm = time.perf_counter() - t
+        t = time.perf_counter()
+        GODag(str(onto.path), optional_attrs={"relationship"}, prt=None)
+        peer_go = time.perf_counter() - t
+    print(f"GO {onto.release}: Ontology.load cold {cold:.2f} s, warm {warm:.2f} s; goatools GODag alone {peer_go:.2f} s")
+    results["go"] = {"ontology_load_cold_s": cold, "ontology_load_warm_s": warm, "goatools_godag_s": peer_go,
+                     "terms": len(onto)}
+
+    t = time.perf_counter()
+    ann = read_annotations(datasets.shipped_annotations(), ontology=onto)
+    dt = time.perf_counter() - t
+    print(f"annotations: {ann.report.n_ids:,} rows read+resolved in {dt:.2f} s "
+          f"({ann.report.n_ids / dt:,.0f} rows/s)")
+    results["annotations"] = {"rows": ann.report.n_ids, "seconds": dt}
+    print(json.dumps(results, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

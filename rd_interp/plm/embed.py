@@ -1,0 +1,284 @@
+"""Per-residue embeddings of a FASTA file into an EmbeddingStore: fast, resumable, exact.
+
+Why it is fast: proteins are sorted by length and packed into batches up to a token budget (little
+padding), the forward pass stops at the requested layer and skips the LM head, runs under
+``torch.inference_mode`` and, on CUDA only, bf16/fp16 autocast. Residue rows are sliced out per
+protein with tensor ops (BOS/EOS/padding dropped), never per residue in Python.
+
+Why it is safe: shards are committed atomically by the StoreWriter; a rerun skips committed proteins
+and, because the order of proteins is a pure function of the FASTA file, appends the rest in the same
+order, so the resumed store equals an uninterrupted one. The store's manifest records the model (and
+its checksum), the layer, the sequence file checksum and the long-sequence policy; a rerun with other
+settings is refused instead of mixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from rd_interp import __version__
+from rd_interp.io.serialize import to_dict
+from rd_interp.io.store import EmbeddingStore, StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedConfig:
+    model: str = "mini-L"
+    layer: int | None = None  # None: final layer (after ESM-2's final layer norm, as fair-esm returns it)
+    dtype: str = "float16"  # storage dtype
+    device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
+    max_tokens: int | None = None  # padded tokens per batch; None: 8192 on CPU, 32768 on CUDA
+    long_mode: str = "truncate"  # "truncate" | "window" for sequences over max_residues
+    max_residues: int = 1022  # ESM-2 context minus BOS/EOS
+    window_overlap: int = 256  # residues shared by consecutive windows ("window" mode)
+    weights_dir: str | None = None
+    autocast: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16; none on CPU) | "none" | "bf16" | "fp16"
+    shard_rows: int = 1 << 20
+
+    def validate(self) -> None:
+        if self.long_mode not in ("truncate", "window"):
+            raise ValueError(f"long_mode must be 'truncate' or 'window', got {self.long_mode!r}")
+        if self.dtype not in ("float16", "float32"):
+            raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
+        if self.max_residues < 2:
+            raise ValueError("max_residues must be >= 2")
+        if self.long_mode == "window" and not 0 <= self.window_overlap < self.max_residues:
+            raise ValueError(f"window_overlap must be in [0, max_residues={self.max_residues})")
+        if self.autocast not in ("auto", "none", "bf16", "fp16"):
+            raise ValueError(f"autocast must be auto|none|bf16|fp16, got {self.autocast!r}")
+        if self.max_tokens is not None and self.max_tokens < self.max_residues + 2:
+            raise ValueError(f"max_tokens must be >= max_residues + 2 = {self.max_residues + 2}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
+    return dev
+
+
+def _autocast_dtype(cfg: EmbedConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or cfg.autocast == "none":
+        return None
+    if cfg.autocast == "fp16":
+        return torch.float16
+    if cfg.autocast == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def forward_layer(model, tokens: torch.Tensor, layer: int) -> torch.Tensor:
+    """fair-esm ESM2.forward up to `layer`, without the LM head: same math as
+    ``model(tokens, repr_layers=[layer])["representations"][layer]`` (the final layer includes
+    ``emb_layer_norm_after``, as in fair-esm)."""
+    padding_mask = tokens.eq(model.padding_idx)
+    x = model.embed_scale * model.embed_tokens(tokens)
+    if model.token_dropout:
+        x = x.masked_fill((tokens == model.mask_idx).unsqueeze(-1), 0.0)
+        mask_ratio_train = 0.15 * 0.8
+        src_lengths = (~padding_mask).sum(-1)
+        mask_ratio_observed = (tokens == model.mask_idx).sum(-1).to(x.dtype) / src_lengths
+        x = x * (1 - mask_ratio_train) / (1 - mask_ratio_observed)[:, None, None]
+    x = x * (1 - padding_mask.unsqueeze(-1).type_as(x))
+    if layer == 0:
+        return x
+    x = x.transpose(0, 1)
+    pm = padding_mask if padding_mask.any() else None
+    for layer_idx in range(layer):
+        x, _ = model.layers[layer_idx](x, self_attn_padding_mask=pm, need_head_weights=False)
+    if layer == model.num_layers:
+        x = model.emb_layer_norm_after(x)
+    return x.transpose(0, 1)
+
+
+@dataclass
+class _Item:
+    protein: int  # index into the sorted protein list
+    start: int  # residue offset of this piece in the protein
+    tokens: np.ndarray  # residue token ids of this piece
+
+
+def _windows(L: int, W: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """Windows (start, end) of size W covering [0, L) with >= `overlap` shared residues, and for each
+    the residue range it contributes (the half of each overlap nearer its own centre)."""
+    step = W - overlap
+    starts = list(range(0, max(L - W, 0) + 1, step))
+    if starts[-1] + W < L:
+        starts.append(L - W)
+    out = []
+    for i, s in enumerate(starts):
+        e = min(s + W, L)
+        keep_from = s if i == 0 else (starts[i - 1] + W + s) // 2  # midpoint of the overlap with the previous window
+        keep_to = e if i == len(starts) - 1 else (e + starts[i + 1]) // 2
+        out.append((s, e, keep_from, keep_to))
+    return out
+
+
+def _batches(items: list[_Item], max_tokens: int) -> Iterator[list[_Item]]:
+    """Consecutive items (already sorted by length) while batch_size * padded_length <= max_tokens."""
+    cur: list[_Item] = []
+    for it in items:
+        if cur and (len(cur) + 1) * (len(it.tokens) + 2) > max_tokens:
+            yield cur
+            cur = []
+        cur.append(it)
+    if cur:
+        yield cur
+
+
+def embed_sequences(model, alphabet, seqs: Sequence[str], *, layer: int | None = None, device="cpu",
+                    max_tokens: int = 8192, long_mode: str = "truncate", max_residues: int = 1022,
+                    window_overlap: int = 256, autocast: torch.dtype | None = None,
+                    progress: bool = False, skip: Sequence[bool] | None = None,
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index into `seqs`, float32 [L', dim]) in ascending length order (ties: input order).
+
+    L' = min(L, max_residues) in "truncate" mode, L in "window" mode. `skip[i]` True: not computed.
+    """
+    from rd_interp.plm.family import _byte_table
+
+    device = torch.device(device)
+    layer = model.num_layers if layer is None else int(layer)
+    if not 0 <= layer <= model.num_layers:
+        raise ValueError(f"layer {layer} out of range: the model has layers 0..{model.num_layers}")
+    table = _byte_table(alphabet)
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    order = np.argsort(lengths, kind="stable")
+    items: list[_Item] = []
+    plans: dict[int, list[tuple[int, int, int, int]]] = {}
+    for rank, i in enumerate(order):
+        if skip is not None and skip[i]:
+            continue
+        toks = table[np.frombuffer(seqs[i].encode("ascii"), dtype=np.uint8)]
+        L = len(toks)
+        if L <= max_residues or long_mode == "truncate":
+            items.append(_Item(rank, 0, toks[:max_residues]))
+        else:
+            plans[rank] = _windows(L, max_residues, window_overlap)
+            items.extend(_Item(rank, s, toks[s:e]) for s, e, _, _ in plans[rank])
+    total = int(sum(len(it.tokens) for it in items))
+    pending: dict[int, list[tuple[_Item, np.ndarray]]] = {}
+    bar = _progress(total, progress)
+    ctx = (torch.autocast(device_type=device.type, dtype=autocast) if autocast is not None
+           else contextlib.nullcontext())
+    try:
+        with torch.inference_mode(), ctx:
+            for batch in _batches(items, max_tokens):
+                T = max(len(it.tokens) for it in batch) + 2
+                arr = np.full((len(batch), T), alphabet.padding_idx, dtype=np.int64)
+                for b, it in enumerate(batch):
+                    n = len(it.tokens)
+                    arr[b, 0] = alphabet.cls_idx
+                    arr[b, 1:n + 1] = it.tokens
+                    arr[b, n + 1] = alphabet.eos_idx
+                rep = forward_layer(model, torch.from_numpy(arr).to(device), layer).float().cpu().numpy()
+                for b, it in enumerate(batch):
+                    x = rep[b, 1:len(it.tokens) + 1]
+                    if it.protein not in plans:
+                        yield int(order[it.protein]), np.ascontiguousarray(x)
+                    else:
+                        got = pending.setdefault(it.protein, [])
+                        got.append((it, x))
+                        if len(got) == len(plans[it.protein]):
+                            yield int(order[it.protein]), _stitch(got, plans.pop(it.protein))
+                            del pending[it.protein]
+                if bar is not None:
+                    bar.update(int(sum(len(it.tokens) for it in batch)))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _stitch(pieces: list[tuple[_Item, np.ndarray]], plan: list[tuple[int, int, int, int]]) -> np.ndarray:
+    pieces = sorted(pieces, key=lambda p: p[0].start)
+    parts = [x[kf - s:kt - s] for (it, x), (s, e, kf, kt) in zip(pieces, plan)]
+    return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="res", unit_scale=True, desc="embedding", smoothing=0.05)
+
+
+def store_manifest(info, layer: int, cfg: EmbedConfig, fasta_path, fasta_sha: str, autocast) -> dict[str, Any]:
+    """Everything that determines the store's content; a resume must match it exactly."""
+    return {
+        "model": info.name, "model_sha256": info.sha256, "model_n_layers": info.n_layers, "layer": layer,
+        "sequence_file": Path(fasta_path).name, "sequence_sha256": fasta_sha,
+        "long_mode": cfg.long_mode, "max_residues": cfg.max_residues,
+        "window_overlap": cfg.window_overlap if cfg.long_mode == "window" else None,
+        "autocast": str(autocast).replace("torch.", "") if autocast is not None else None,
+        "package_version": __version__,
+    }
+
+
+def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cfg: EmbedConfig | None = None, *,
+                progress: bool = True) -> EmbeddingStore:
+    """Embed every protein of a FASTA file into a (resumable) EmbeddingStore at `store_path`.
+
+    Rows are stored in ascending length order (ties: file order) — the same order for every model,
+    so stores of one FASTA file from different models pair row by row.
+    """
+    from rd_interp.io.fasta import fasta_checksum, read_fasta
+    from rd_interp.plm.esm import load_model
+
+    cfg = cfg or EmbedConfig()
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    records = [(r.id, r.sequence) for r in read_fasta(fasta_path)]
+    model, alphabet, info = load_model(cfg.model, weights_dir=cfg.weights_dir, device=str(device))
+    layer = info.n_layers if cfg.layer is None else int(cfg.layer)
+    if not 0 <= layer <= info.n_layers:
+        raise ValueError(f"layer {layer} out of range: {info.name} has layers 0..{info.n_layers}")
+    dim = info.embed_dim
+    autocast = _autocast_dtype(cfg, device)
+    manifest = store_manifest(info, layer, cfg, fasta_path, fasta_checksum(fasta_path), autocast)
+    writer = StoreWriter(store_path, dim=dim, manifest=manifest, dtype=cfg.dtype, shard_rows=cfg.shard_rows)
+    ids = [pid for pid, _ in records]
+    seqs = [s for _, s in records]
+    n_long = sum(len(s) > cfg.max_residues for s in seqs)
+    if n_long:
+        if cfg.long_mode == "truncate":
+            log.info("%d of %d sequences are longer than %d residues and are truncated to their first %d",
+                     n_long, len(seqs), cfg.max_residues, cfg.max_residues)
+        else:
+            log.info("%d of %d sequences are longer than %d residues: sliding windows with overlap %d",
+                     n_long, len(seqs), cfg.max_residues, cfg.window_overlap)
+    skip = [pid in writer.done for pid in ids]
+    if any(skip):
+        log.info("%s: %d of %d proteins already embedded, resuming", store_path, sum(skip), len(ids))
+    max_tokens = cfg.max_tokens or (32768 if device.type == "cuda" else 8192)
+    t0 = time.time()
+    n_res = 0
+    # If this loop is interrupted, committed shards stay on disk and a rerun resumes after them.
+    for i, x in embed_sequences(model, alphabet, seqs, layer=layer, device=device, max_tokens=max_tokens,
+                                long_mode=cfg.long_mode, max_residues=cfg.max_residues,
+                                window_overlap=cfg.window_overlap, autocast=autocast,
+                                progress=progress, skip=skip):
+        writer.append(ids[i], x)
+        n_res += len(x)
+    store = writer.close()
+    dt = time.time() - t0
+    log.info("embedded %d residues in %.1f s (%.0f residues/s) with %s layer %d -> %s", n_res, dt,
+             n_res / max(dt, 1e-9), info.name, layer, store_path)
+    return store
+
+
+def config_dict(cfg: EmbedConfig) -> dict[str, Any]:
+    return to_dict(cfg)

@@ -44,7 +44,7 @@ class Synth:
         self.s_f = (4.0 * (1 + np.arange(self.r_f)) ** -0.6).astype(f32)
         self.s_px = (1.0 * (1 + np.arange(self.r_px)) ** -0.5).astype(f32)
         self.s_py = (2.0 * (1 + np.arange(self.r_py)) ** -0.6).astype(f32)
-        g = lambda a, b: (rng.standard_normal((a, b)) / np.sqrt(a)).astype(f32)  # noqa: E731
+        g = lambda a, b: (rng.standard_normal((a, b)) / np.sqrt(a)).astype(f32)
         self.Ax, self.Bx = g(self.r_f, p), g(self.r_px, p)
         self.Ay, self.By, self.Cy = g(self.r_f, q), g(self.r_py, q), g(self.r_nl, q)
         self.nx = (0.3 * np.exp(0.3 * rng.standard_normal(p))).astype(f32)
@@ -57,7 +57,7 @@ class Synth:
 
     def chunk(self, i: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, i])
-        n = lambda k: rng.standard_normal((rows, k), dtype=np.float32)  # noqa: E731
+        n = lambda k: rng.standard_normal((rows, k), dtype=np.float32)
         F = n(self.r_f) * self.s_f
         X = F @ self.Ax + (n(self.r_px) * self.s_px) @ self.Bx + n(self.p) * self.nx + self.mx
         Y = (F @ self.Ay + np.tanh(F[:, : self.r_nl]) @ self.Cy + (n(self.r_py) * self.s_py) @ self.By
@@ -259,7 +259,7 @@ def main() -> None:
     max_abs_top10 = float(col_max[:k10].max())
 
     speedup = ref["fit_s"] / ours["fit_s"]
-    gb = lambda v: v / 2**30  # noqa: E731
+    gb = lambda v: v / 2**30
     rows = [
         ("ours (arrays in RAM)", args.rows, ours),
         ("reference rdScaler pcr/fbpca", args.rows, ref),

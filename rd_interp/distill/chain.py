@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ class ReverseDistillationChain:
         return rd
 
     # -- fit / transform ------------------------------------------------------------------------
-    def fit(self, embeddings: Sequence[Any]) -> "ReverseDistillationChain":
+    def fit(self, embeddings: Sequence[Any]) -> ReverseDistillationChain:
         """embeddings: arrays and/or aligned stores, smallest model first."""
         srcs = self._prepare(embeddings)
         self.steps_: list[ReverseDistiller] = []
@@ -209,9 +210,9 @@ class ReverseDistillationChain:
         sub = [stores[i] for i in used]
         st = self.steps_[k]
         if self.mode == "chain":
-            fn = lambda blocks: self._transform_blocks(blocks, upto=k)[k]  # noqa: E731
+            fn = lambda blocks: self._transform_blocks(blocks, upto=k)[k]
         else:
-            fn = lambda blocks: st.transform(blocks[0], blocks[1])  # noqa: E731
+            fn = lambda blocks: st.transform(blocks[0], blocks[1])
         fp = sha256_json([s.fingerprint() for s in self.steps_[: k + 1]])
         return transform_stores(fn, sub, out_path, dim=st.k_small_ + st.n_components_, model=st.model_name(),
                                 fingerprint=fp, dtype=dtype, chunk_rows=self.chunk_rows, progress=progress)
@@ -241,7 +242,7 @@ class ReverseDistillationChain:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "ReverseDistillationChain":
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> ReverseDistillationChain:
         path = Path(path)
         mpath = path / "chain.json"
         if not mpath.is_file():

@@ -31,7 +31,7 @@ class NaiveConcatPCA:
         self.device = device
         self.chunk_rows = int(chunk_rows)
 
-    def fit(self, H_small: Any, H_large: Any = None) -> "NaiveConcatPCA":
+    def fit(self, H_small: Any, H_large: Any = None) -> NaiveConcatPCA:
         if H_large is None:
             pairs = H_small
         else:
@@ -103,7 +103,7 @@ class NaiveConcatPCA:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "NaiveConcatPCA":
+    def load(cls, path: str | os.PathLike) -> NaiveConcatPCA:
         path = Path(path)
         meta = read_json(path / "naive.json")
         if meta.get("format") != NAIVE_FORMAT:

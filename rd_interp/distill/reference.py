@@ -97,7 +97,7 @@ def load_reference_npz(path: str | os.PathLike) -> ReferenceScaler:
         for k in _COMMON_KEYS:
             _get(z, k, path)
         is_pcr = "regressor__input_components_" in z.files
-        f = lambda k, req=True: (None if (v := _get(z, k, path, req)) is None  # noqa: E731
+        f = lambda k, req=True: (None if (v := _get(z, k, path, req)) is None
                                  else np.asarray(v, dtype=np.float64))
         coef = f("regressor__coef_")
         if coef.ndim == 1:

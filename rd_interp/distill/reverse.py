@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -177,7 +178,7 @@ class ReverseDistiller:
                 f"deficient. Fit on more residues (at least {k_l + 1})."
             )
 
-    def fit(self, H_small: Any, H_large: Any = None) -> "ReverseDistiller":
+    def fit(self, H_small: Any, H_large: Any = None) -> ReverseDistiller:
         """Fit on arrays (numpy/torch), two aligned stores, or an iterable of (small, large) chunks."""
         dev = resolve_device(self.device)
         mom: PairedMoments | None = None
@@ -426,7 +427,7 @@ class ReverseDistiller:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> "ReverseDistiller":
+    def load(cls, path: str | os.PathLike, *, device: str | None = None) -> ReverseDistiller:
         path = Path(path)
         mpath, npath = path / "distiller.json", path / "distiller.npz"
         for f in (mpath, npath):
@@ -460,7 +461,7 @@ class ReverseDistiller:
 
     # -- interoperability with the reference implementation -------------------------------------
     @classmethod
-    def from_reference(cls, path: str | os.PathLike, **kwargs: Any) -> "ReverseDistiller":
+    def from_reference(cls, path: str | os.PathLike, **kwargs: Any) -> ReverseDistiller:
         """Wrap a published `reverse-distillation` npz scaler; transform() then equals its step()."""
         from rd_interp.distill.reference import load_reference_npz
 

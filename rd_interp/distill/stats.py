@@ -148,21 +148,26 @@ class PairedMoments:
 
     def _update_block(self, parts: list, where: str) -> None:
         rows = parts[0].shape[0]
-        buf = self._scratch(rows)  # (rows, k) = [x | y] in float64
+        buf = self._scratch(rows)  # (rows, k) = [x | y] - shift, in float64
+        finite = np.isfinite if self._np else (lambda t: torch.isfinite(t).cpu().numpy())
+        if self.shift is None:
+            means = [(p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p)).mean(
+                axis=0, dtype=np.float64) for p in parts]
+            shift = np.concatenate(means)
+            if not np.isfinite(shift).all():
+                self._raise_nonfinite(parts, where)
+            self.shift = shift if self._np else torch.from_numpy(shift).to(self.device)
         col = 0
         for p in parts:
             w = p.shape[1]
             if self._np:
-                buf[:, col:col + w] = p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p
+                src = p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p
+                # convert and centre in one pass
+                np.subtract(src, self.shift[col:col + w], out=buf[:, col:col + w], casting="unsafe")
             else:
                 buf[:, col:col + w].copy_(to_tensor(p))
+                buf[:, col:col + w] -= self.shift[col:col + w]
             col += w
-        finite = np.isfinite if self._np else (lambda t: torch.isfinite(t).cpu().numpy())
-        if self.shift is None:
-            self.shift = buf.mean(axis=0) if self._np else buf.mean(dim=0)
-            if not finite(self.shift).all():
-                self._raise_nonfinite(parts, where)
-        buf -= self.shift
         s = buf.sum(axis=0) if self._np else buf.sum(dim=0)
         if not finite(s).all():
             self._raise_nonfinite(parts, where)

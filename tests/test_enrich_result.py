@@ -68,11 +68,11 @@ def test_study_sets_top_n_ties_and_skips():
 # ---------------------------------------------------------------- tables
 def test_significant_table_equals_hits_filtered_and_captured():
     dag, prots, ann, scores = planted()
-    for cfg in (EnrichConfig(), EnrichConfig(global_bh=True)):
+    for cfg in (EnrichConfig(), EnrichConfig(global_bh=True), EnrichConfig(alternative="two-sided")):
         enr = GOEnricher(prots, ann, dag, cfg)
         ind, info = study_sets(scores, StudySetConfig(top_n=20))
         sig = enr.run(ind, info).table
-        hits = enr.run(ind, info, rows="hits").table
+        hits = enr.run(ind, info, rows="all").table     # every tested term, no screening
         col = "p_adj_global" if cfg.global_bh else "p_adj"
         exp = hits[hits[col] < cfg.alpha].reset_index(drop=True)
         assert len(sig) > 5

@@ -70,6 +70,8 @@ def test_fisher_matches_scipy_scalar():
         exp = [stats.fisher_exact([[a, b - a], [c - a, N - c - (b - a)]], alternative=alt)[1]
                for a, b, c in zip(k, n, K)]
         assert (p == np.asarray(exp)).all(), alt
+        ps = fisher_pvalues(k, n, K, N, alt, screen=0.05)     # skipped tables come back as 1.0
+        assert (ps[p < 0.05] == p[p < 0.05]).all() and ((ps == p) | (ps == 1.0)).all()
     assert fisher_pvalues([1], [1], [N], N)[0] == 1.0          # degenerate column: p = 1
     with pytest.raises(ValueError, match="inconsistent"):
         fisher_pvalues([5], [3], [10], N)

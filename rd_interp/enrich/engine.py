@@ -161,9 +161,13 @@ class GOEnricher:
             # p of a study-count-0 table for every (n, K) pair that can occur (n <= N - K)
             nn, KK = np.broadcast_arrays(n_u[:, None], K_u[None, :])
             can = nn <= N - KK
+            # Dense families (not "greater") reporting only significant rows need exact p only below alpha:
+            # p >= alpha can neither be significant nor pull another p_adj below alpha (raw ratio >= p).
+            screen = cfg.alpha if (rows == "significant" and not cfg.global_bh
+                                   and cfg.alternative != "greater") else None
             p0 = np.ones(nn.shape, dtype=np.float64)
-            p0[can] = fisher_pvalues(0, nn[can], KK[can], N, cfg.alternative)
-            fast = bool((p0 == 1.0).all()) and rows != "all"
+            p0[can] = fisher_pvalues(0, nn[can], KK[can], N, cfg.alternative, screen=screen)
+            fast = cfg.alternative == "greater" and bool((p0 == 1.0).all()) and rows != "all"
             if fast and rows == "significant" and cfg.alternative == "greater" and k.size:
                 # Skip exact evaluation of tables whose p certainly cannot matter (lower bound, 1e-4 margin).
                 # Per family of m terms with r hits, a p >= alpha*r/m has every BH ratio p*m/j >= alpha
@@ -177,7 +181,7 @@ class GOEnricher:
                     t_fam = cfg.alpha * r_fam[lat] / float(m)
                 need = _maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4))
                 lat, term, k = lat[need], term[need], k[need]
-            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative)
+            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, screen=None if fast else screen)
             if fast:
                 p_adj = np.empty_like(p)
                 order = np.lexsort((p, lat))

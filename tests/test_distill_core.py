@@ -112,6 +112,11 @@ def test_prefix_exact_all_input_kinds():
     outt = rd.transform(xt, yt)
     assert isinstance(outt, torch.Tensor) and torch.equal(outt[:, :8], xt)
     assert np.allclose(outt.numpy(), rd.transform(X, Y), atol=1e-3)
+    # the torch code path (what CUDA runs) gives the same numbers on CPU
+    rd._torch_path = True
+    got = rd.transform(X, Y)
+    rd._torch_path = False
+    assert np.allclose(got, rd.transform(X, Y), rtol=1e-12, atol=1e-12)
 
 
 def test_chain_prefix_nested_and_direct_mode():

@@ -109,6 +109,10 @@ def test_chain_over_stores_streams_and_nests(tmp_path, stores):
     rd1, rd2 = ch.transform(H)
     got = np.concatenate(list(out.iter_chunks()))
     assert np.array_equal(got, rd2) and np.array_equal(got[:, :10], rd1)
+    # step by step through an intermediate rd store gives the same store contents
+    s1 = ch.transform_store(st[0], st[1], tmp_path / "rd_M")
+    s2 = ch.transform_store(s1, st[2], tmp_path / "rd_L2")
+    assert np.array_equal(np.concatenate(list(s2.iter_chunks())), got)
 
 
 def test_cli_fit_and_transform(tmp_path, stores, capsys):

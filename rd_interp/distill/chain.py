@@ -217,6 +217,24 @@ class ReverseDistillationChain:
         return transform_stores(fn, sub, out_path, dim=st.k_small_ + st.n_components_, model=st.model_name(),
                                 fingerprint=fp, dtype=dtype, chunk_rows=self.chunk_rows, progress=progress)
 
+    def transform_store(self, store_small_rd: Any, store_large: Any, out_path: str | os.PathLike, *,
+                        step: int | None = None, dtype: str | None = None, progress: bool = False) -> Any:
+        """Apply ONE step to stores of its own inputs (the previous rd store and the large store).
+
+        The step defaults to the one whose widths match the two stores. Use this to build rd stores
+        step by step; transform_stores() goes from the base stores in one pass instead.
+        """
+        self._check_fitted()
+        if step is None:
+            hits = [k for k, s in enumerate(self.steps_)
+                    if (s.k_small_, s.k_large_) == (int(store_small_rd.dim), int(store_large.dim))]
+            if not hits:
+                raise ValueError(f"no step of this chain maps width {store_small_rd.dim} -> {store_large.dim}; "
+                                 f"steps: {[(s.k_small_, s.k_large_) for s in self.steps_]}")
+            step = hits[-1]
+        return self.steps_[step].transform_store(store_small_rd, store_large, out_path, dtype=dtype,
+                                                 progress=progress)
+
     # -- reporting / persistence ----------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "steps_"):

@@ -279,7 +279,7 @@ class ReverseDistiller:
         """
         self._check_fitted()
         dev = resolve_device(self.device)
-        if dev.type == "cpu":
+        if dev.type == "cpu" and not getattr(self, "_torch_path", False):  # tests set _torch_path to cover CUDA code
             xn = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
             yn = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
             dtype = np.result_type(xn.dtype, yn.dtype, np.float32)

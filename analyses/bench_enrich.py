@@ -65,7 +65,7 @@ def synthetic_scores(prots, ann, godag, n_latents, seed):
     for i, p in enumerate(prots):
         for g in ann.get(p, ()):
             by_term.setdefault(g, []).append(i)
-    terms = [g for g, idx in by_term.items() if 10 <= len(idx) <= 1000]
+    terms = sorted(g for g, idx in by_term.items() if 10 <= len(idx) <= 1000)   # sorted: hash-seed independent
     rows, cols, vals = [], [], []
     for j in range(n_latents):
         n_act = int(np.exp(rng.uniform(np.log(5), np.log(0.05 * n))))

@@ -492,3 +492,59 @@ def _hardware() -> str:
         pass
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu}; {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}; {dev}"
+
+
+def family_readme(summary: dict[str, Any], out_dir: str | os.PathLike, command: str) -> str:
+    """data/models/README.md text from a family.json summary (figures are never typed by hand)."""
+    out = Path(out_dir)
+    cfg = summary["config"]
+    rows = []
+    for name in summary["order"]:
+        m = summary["members"][name]
+        h = m["heldout"]
+        rows.append(f"| {name} | {m['layers']} | {m['dim']} | {m['heads']} | {m['n_params']:,} | {m['tokens_seen']:,} | "
+                    f"{m['steps']} | {m['peak_lr']:.2e} | {m['train_seconds'] / 60:.1f} | {h['perplexity']:.3f} | "
+                    f"{m['file_bytes'] / 1e6:.2f} | `{m['sha256']}` |")
+    first = summary["members"][summary["order"][0]]
+    hw = first.get("hardware", "")
+    uni = first["heldout"].get("unigram_perplexity")
+    total_min = sum(summary["members"][n]["train_seconds"] for n in summary["order"]) / 60
+    lines = [
+        "# Shipped offline model family (data/models)",
+        "",
+        "Small protein language models of the **fair-esm ESM-2 architecture** (`esm.model.esm2.ESM2`, ESM-1b",
+        "alphabet and tokenisation, rotary positions, token dropout), increasing in depth and width, for offline",
+        "demos and tests. Each `<name>.pt` is a fair-esm checkpoint (`{\"model\": state dict with",
+        "`encoder.sentence_encoder.` prefixes, \"cfg\": {\"model\": Namespace}}`, float16 weights) and loads",
+        "through exactly the same code as real ESM-2 weights: `rd_interp.plm.esm.load_model(\"mini-L\")`.",
+        "They are tiny and briefly trained: useful to exercise the pipeline, not as biology-grade embeddings;",
+        "use real ESM-2 (`--model 8M` ... `15B`) for research results.",
+        "",
+        "## Training",
+        "",
+        f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), Swiss-Prot 2014-01 sequences disjoint",
+        f"  from the evaluation proteins; {summary['n_train_sequences']:,} training sequences "
+        f"({summary['n_train_residues']:,} residues), {summary['n_heldout_sequences']} held out (seeded, never trained on).",
+        f"- Recipe: masked language modelling as ESM-2 (15% of residues; 80% `<mask>`, 10% random residue, 10% kept),",
+        f"  random crops of {cfg['crop']} residues, ~{cfg['batch_tokens']} padded tokens per step, AdamW (0.9, 0.98),",
+        f"  weight decay {cfg['weight_decay']}, {cfg['warmup_fraction']:.0%} warmup then cosine decay to "
+        f"{cfg['final_lr_fraction']:.0%}, gradient clip {cfg['grad_clip']}, seed {cfg['seed']}; token budgets (deterministic).",
+        f"- Hardware: {hw}; training time {total_min:.1f} min summed over members (CPU shared with other jobs).",
+        f"- Command: `{command}`",
+        "",
+        "## Members",
+        "",
+        f"Held-out perplexity: masked-LM perplexity on the {summary['n_heldout_sequences']} held-out sequences (first "
+        f"{cfg['eval_crop']} residues, one fixed seeded 15% corruption shared by all members). "
+        f"Unigram baseline (training residue frequencies) on the same masked residues: **{uni:.3f}**.",
+        "",
+        "| member | layers | dim | heads | parameters | tokens seen | steps | peak lr | train min | held-out ppl | MB | sha256 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
+        "",
+        "`family.json` holds the full config, per-member loss curves are in `<name>.json`.",
+        "Retrain (resumable; finished members are skipped): the command above, or",
+        "`rd_interp.plm.family.train_family(fasta, out_dir, FamilyConfig(...))` on your own sequences.",
+        "",
+    ]
+    return "\n".join(lines)

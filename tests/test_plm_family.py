@@ -88,3 +88,42 @@ def test_interrupted_member_resumes_identically(tmp_path, monkeypatch):
     res, stats = train_member(spec, seqs, cfg, tmp_path / "b", progress=False)
     for (k, a), (_, b) in zip(ref.state_dict().items(), res.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_cli_family_train_with_toml_config(tmp_path, capsys):
+    from rd_interp.cli import main
+
+    fasta = tmp_path / "train.fasta"
+    write_fasta(fasta, [(f"s{i}", s) for i, s in enumerate(_seqs(30))])
+    (tmp_path / "fam.toml").write_text(
+        'crop = 48\nbatch_tokens = 400\nn_heldout = 4\neval_crop = 64\nthreads = 1\n'
+        '[[members]]\nname = "a"\nlayers = 1\ndim = 16\nheads = 2\ntokens = 1500\n'
+        '[[members]]\nname = "b"\nlayers = 1\ndim = 32\nheads = 2\ntokens = 1500\n')
+    rc = main(["family", "train", "--fasta", str(fasta), "--out", str(tmp_path / "m"),
+               "--config", str(tmp_path / "fam.toml"), "--only", "b"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "b: 1x32" in out and "held-out perplexity" in out and not (tmp_path / "m" / "a.pt").exists()
+    rc = main(["family", "train", "--fasta", str(fasta), "--out", str(tmp_path / "m"),
+               "--config", str(tmp_path / "fam.toml"), "--only", "zzz"])
+    assert rc == 1 and "unknown member" in capsys.readouterr().err
+
+
+def test_shipped_family_is_ordered_and_loadable():
+    """The committed family meets its own contract: sizes grow, held-out perplexity falls, beats unigram."""
+    from rd_interp.io.atomic import read_json, sha256_file
+    from rd_interp.plm.esm import shipped_models
+    from rd_interp.plm.family import SHIPPED_FAMILY
+
+    models = shipped_models()
+    summary = read_json(next(iter(models.values())).parent / "family.json")
+    assert summary["order"] == SHIPPED_FAMILY
+    mem = [summary["members"][n] for n in SHIPPED_FAMILY]
+    assert all(a["layers"] < b["layers"] and a["dim"] < b["dim"] for a, b in zip(mem, mem[1:]))
+    ppl = [m["heldout"]["perplexity"] for m in mem]
+    assert all(a > b for a, b in zip(ppl, ppl[1:])) and ppl[-1] < 0.9 * mem[-1]["heldout"]["unigram_perplexity"]
+    for n, m in zip(SHIPPED_FAMILY, mem):
+        assert sha256_file(models[n]) == m["sha256"]
+    assert sum(p.stat().st_size for p in models.values()) < 25e6
+    _, _, info = load_model(SHIPPED_FAMILY[-1])
+    assert (info.n_layers, info.embed_dim) == (mem[-1]["layers"], mem[-1]["dim"])

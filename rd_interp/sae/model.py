@@ -301,8 +301,8 @@ class SparseAutoencoder(nn.Module):
         """One training forward pass on pre-processed inputs; returns the loss terms and latents.
 
         Returned keys: loss, mse (per-vector mean of squared error / d), aux (AuxK term or 0),
-        l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active),
-        kth (BatchTopK: smallest kept activation, for the inference threshold).
+        l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active), err
+        (per-vector squared error).
         """
         arch = self.cfg.architecture
         d, n, k = self.d_in, self.n_latents, self.cfg.k
@@ -334,7 +334,6 @@ class SparseAutoencoder(nn.Module):
             flat = F.relu(pre_d).reshape(-1)
             kv, kidx = flat.topk(B * k, sorted=False)
             keep = kv > 0
-            out["kth"] = kv[keep].min() if bool(keep.any()) else xp.new_zeros(())
             idx, valid = _pad_rows(kidx[keep], B, n)
         pat = _Pattern(idx, n)
         vals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, idx, pat))

@@ -9,11 +9,12 @@ training on the base prefix or the residual block of an rd space never copies th
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["DataSource", "as_source", "parse_columns", "columns_to_json", "split_rows"]
+__all__ = ["DataSource", "as_source", "columns_to_json", "parse_columns", "split_rows"]
 
 
 def parse_columns(spec: Any) -> slice | np.ndarray | None:

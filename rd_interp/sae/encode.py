@@ -16,7 +16,7 @@ import torch
 from rd_interp.sae.data import parse_columns
 from rd_interp.sae.model import SparseAutoencoder
 
-__all__ = ["encode_proteins", "encode_sequence_activations", "decoder_share"]
+__all__ = ["decoder_share", "encode_proteins", "encode_sequence_activations"]
 
 
 def _sparse_rows(sae: SparseAutoencoder, X: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json
 from rd_interp.io.provenance import versions
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 
-__all__ = ["save_sae", "load_sae", "FORMAT"]
+__all__ = ["FORMAT", "load_sae", "save_sae"]
 
 FORMAT = "rd_interp.sae/1"
 WEIGHTS = "sae.safetensors"

@@ -16,7 +16,7 @@ import torch
 from rd_interp.sae.data import as_source
 from rd_interp.sae.model import SparseAutoencoder
 
-__all__ = ["evaluate", "fvu", "FREQ_BINS"]
+__all__ = ["FREQ_BINS", "evaluate", "fvu"]
 
 # log10(activation frequency) bin edges for the histogram; dead latents are counted separately.
 FREQ_BINS = [-8.0, -7.0, -6.0, -5.0, -4.0, -3.5, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5, 0.0]
@@ -57,8 +57,7 @@ def evaluate(
     l0_sum = 0
     counts = torch.zeros(n_lat, dtype=torch.float64)
     n = 0
-    dev = sae.W_enc.device
-    sae_eval = sae.training
+    was_training = sae.training
     sae.eval()
     try:
         with torch.no_grad():
@@ -91,7 +90,7 @@ def evaluate(
                 cos_sum += float(cos.double().sum())
                 n += x.shape[0]
     finally:
-        sae.train(sae_eval)
+        sae.train(was_training)
     if n == 0:
         raise ValueError(f"{source.name}: no evaluation vectors")
     sst = s2 - float((s1**2).sum()) / n

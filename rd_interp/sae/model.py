@@ -26,7 +26,7 @@ from torch import nn
 
 from rd_interp.io.serialize import ConfigError
 
-__all__ = ["SAEConfig", "SparseAutoencoder", "ARCHITECTURES"]
+__all__ = ["ARCHITECTURES", "SAEConfig", "SparseAutoencoder"]
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
 

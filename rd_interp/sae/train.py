@@ -35,7 +35,7 @@ from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "train_sae", "default_lr", "fit_preprocessing"]
+__all__ = ["TrainConfig", "default_lr", "fit_preprocessing", "train_sae"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -236,7 +236,6 @@ def train_sae(
     run_fvu = run_l0 = None
     t0 = time.perf_counter()
     done_vectors = 0
-    d = sae_cfg.d_in
     sae.train()
     for step in range(start, end):
         idx = order.rows_at(step)

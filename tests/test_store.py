@@ -122,7 +122,7 @@ def test_killed_process_resume(tmp_path):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert r.returncode != 0
     st = _write(tmp_path / "s", _proteins())
-    ref = _write(tmp_path / "ref", _proteins())
+    _write(tmp_path / "ref", _proteins())
     assert _tree_digest(tmp_path / "s") == _tree_digest(tmp_path / "ref")
     assert st.n_proteins == 23
 

@@ -494,9 +494,8 @@ def _hardware() -> str:
     return f"{cpu}; {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}; {dev}"
 
 
-def family_readme(summary: dict[str, Any], out_dir: str | os.PathLike, command: str) -> str:
+def family_readme(summary: dict[str, Any], command: str) -> str:
     """data/models/README.md text from a family.json summary (figures are never typed by hand)."""
-    out = Path(out_dir)
     cfg = summary["config"]
     rows = []
     for name in summary["order"]:
@@ -525,7 +524,7 @@ def family_readme(summary: dict[str, Any], out_dir: str | os.PathLike, command: 
         f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), Swiss-Prot 2014-01 sequences disjoint",
         f"  from the evaluation proteins; {summary['n_train_sequences']:,} training sequences "
         f"({summary['n_train_residues']:,} residues), {summary['n_heldout_sequences']} held out (seeded, never trained on).",
-        f"- Recipe: masked language modelling as ESM-2 (15% of residues; 80% `<mask>`, 10% random residue, 10% kept),",
+        "- Recipe: masked language modelling as ESM-2 (15% of residues; 80% `<mask>`, 10% random residue, 10% kept),",
         f"  random crops of {cfg['crop']} residues, ~{cfg['batch_tokens']} padded tokens per step, AdamW (0.9, 0.98),",
         f"  weight decay {cfg['weight_decay']}, {cfg['warmup_fraction']:.0%} warmup then cosine decay to "
         f"{cfg['final_lr_fraction']:.0%}, gradient clip {cfg['grad_clip']}, seed {cfg['seed']}; token budgets (deterministic).",

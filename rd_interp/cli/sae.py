@@ -70,6 +70,13 @@ def _open_data(args):
     return arr, {"npy": str(path.resolve())}
 
 
+def _source(data, columns, src: dict):
+    """Wrap the input so errors name the file (not just "array")."""
+    from rd_interp.sae.data import DataSource
+
+    return DataSource(data, columns, name=src.get("npy") or src.get("store"))
+
+
 def cmd_train(args) -> int:
     from rd_interp.io.atomic import write_json
     from rd_interp.io.serialize import from_dict, to_dict
@@ -105,12 +112,12 @@ def cmd_train(args) -> int:
     sae_cfg = from_dict(SAEConfig, sae_d, "sae")
     train_cfg = from_dict(TrainConfig, train_d, "train")
     data, src = _open_data(args)
+    data = _source(data, args.columns, src)
     train_rows, held_rows = split_rows(data, holdout, seed=train_cfg.seed)
     out = Path(args.out)
     ckpt = out / "checkpoint"
-    sae = train_sae(data, sae_cfg, train_cfg, columns=args.columns, rows=train_rows, checkpoint_dir=ckpt,
-                    progress=not args.no_progress)
-    metrics = evaluate(sae, data, columns=args.columns, rows=held_rows if held_rows.size else None)
+    sae = train_sae(data, sae_cfg, train_cfg, rows=train_rows, checkpoint_dir=ckpt, progress=not args.no_progress)
+    metrics = evaluate(sae, data, rows=held_rows if held_rows.size else None)
     extra = {"split": {"holdout": holdout, "seed": train_cfg.seed, "n_train_rows": int(train_rows.size),
                        "n_heldout_rows": int(held_rows.size), "by": "protein" if args.store else "row"},
              "metrics": {"heldout": metrics}, "input": src, "config": {"sae": to_dict(sae_cfg),
@@ -143,8 +150,9 @@ def cmd_eval(args) -> int:
             args.npy = inp["npy"]
         else:
             raise ValueError(f"{args.sae_dir}: cfg.json records no input; pass --store or --npy")
-    data, _ = _open_data(args)
+    data, src = _open_data(args)
     columns = args.columns if args.columns is not None else (cfg.get("source") or {}).get("columns")
+    data = _source(data, columns, src)
     rows = None
     if args.rows == "heldout":
         split = cfg.get("split") or {}
@@ -152,7 +160,7 @@ def cmd_eval(args) -> int:
         _, rows = split_rows(data, holdout, seed=int(split.get("seed", 0)))
         if rows.size == 0:
             raise ValueError("held-out split is empty; use --rows all")
-    metrics = evaluate(sae, data, columns=columns, rows=rows if rows is not None else None)
+    metrics = evaluate(sae, data, rows=rows)
     if args.json:
         write_json(args.json, metrics)
     print(json.dumps(metrics, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))

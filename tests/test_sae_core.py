@@ -323,3 +323,26 @@ def test_cli_train_and_eval(tiny_store, tmp_path, capsys):
     assert again["fvu"] == pytest.approx(line["fvu"], rel=1e-12)
     assert main(["sae", "train", "--store", str(store.path), "--out", str(tmp_path / "x"), "--k", "999",
                  "--n-latents", "64", "--no-progress"]) == 1
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_sparse_backward_equals_dense_autograd(arch):
+    """The CSR backward passes (encoder gather, embedding_bag decoder) give autograd's dense gradients."""
+    import torch.nn.functional as F
+
+    sae = SparseAutoencoder(SAEConfig(arch, d_in=16, n_latents=64, k=4), seed=1).double()
+    x = torch.randn(32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sae.train_forward(x)["loss"].backward()
+    ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    if arch == "topk":
+        idx = pre.detach().topk(4, dim=1).indices
+        z = torch.zeros_like(pre).scatter(1, idx, F.relu(pre.gather(1, idx)))
+    else:
+        keep = torch.zeros(pre.numel(), dtype=torch.bool)
+        keep[F.relu(pre).detach().reshape(-1).topk(32 * 4).indices] = True
+        z = F.relu(pre) * keep.view_as(pre)
+    ((z @ sae.W_dec + sae.b_dec - x).pow(2).sum(1).mean() / 16).backward()
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, rtol=1e-9, atol=1e-12)

@@ -64,6 +64,10 @@ def test_embed_fasta_exact_and_ordered(tmp_path, tiny):
     np.testing.assert_allclose(st.pooled()[st.index_of("p3")], _reference(model, seqs[3]).mean(0), rtol=1e-4, atol=1e-5)
     m = st.manifest
     assert m["model"] == "tiny" and m["layer"] == 3 and len(m["sequence_sha256"]) == 64 and m["dtype"] == "float32"
+    # fair-esm's own layer code (fast=False) gives the same store to float rounding
+    slow = embed_fasta(fasta, tmp_path / "slow", EmbedConfig(**{**cfg.__dict__, "fast": False}), progress=False)
+    np.testing.assert_allclose(np.concatenate(list(slow.iter_chunks())), np.concatenate(list(st.iter_chunks())),
+                               rtol=1e-4, atol=1e-5)
     # an intermediate layer on request
     st1 = embed_fasta(fasta, tmp_path / "s1", EmbedConfig(model=str(path), layer=1, dtype="float32"), progress=False)
     np.testing.assert_allclose(st1.get("p0"), _reference(model, seqs[0], layer=1), rtol=1e-4, atol=1e-5)

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--autocast", choices=("auto", "none", "bf16", "fp16"), default="auto",
                    help="CUDA mixed precision (never used on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-fused-attention", action="store_true",
+                   help="use fair-esm's own attention code instead of the fused (faster, equal to rounding) forward")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_embed)
 
@@ -54,7 +56,8 @@ def _embed(args) -> int:
         torch.set_num_threads(args.threads)
     cfg = EmbedConfig(model=args.model, layer=args.layer, dtype=args.dtype, device=args.device,
                       max_tokens=args.max_tokens, long_mode=args.long_mode, max_residues=args.max_residues,
-                      window_overlap=args.window_overlap, weights_dir=args.weights_dir, autocast=args.autocast)
+                      window_overlap=args.window_overlap, weights_dir=args.weights_dir, autocast=args.autocast,
+                      fast=not args.no_fused_attention)
     store = embed_fasta(args.fasta, args.out, cfg, progress=not args.no_progress)
     size = store.nbytes
     print(f"{args.out}: {store.n_proteins} proteins, {store.n_rows} residues, dim {store.dim}, "

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rd_interp.device import resolve_device  # noqa: F401  (re-exported for distill modules)
+
 try:  # scipy ships OpenBLAS with a symmetric rank-k update; torch exposes none.
     from scipy.linalg import blas as _blas
 except ImportError:  # pragma: no cover - scipy is a dependency
@@ -26,16 +28,6 @@ except ImportError:  # pragma: no cover - scipy is a dependency
 
 # Rows per internal block: bounds the float64 scratch buffer to ~64 MiB whatever the chunk size.
 _BLOCK_ELEMS = 1 << 23
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def as_2d(a: Any, name: str) -> np.ndarray | torch.Tensor:

@@ -14,36 +14,23 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
-from rd_interp import __version__
 from rd_interp.config import SHIPPED, RunConfig
+from rd_interp.device import resolve_device
 from rd_interp.io import datasets
 from rd_interp.io.annotations import read_annotations, write_annotations_tsv
-from rd_interp.io.atomic import read_json, sha256_file, write_json, write_npz
+from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json, write_text
 from rd_interp.io.fasta import read_fasta, write_fasta
 from rd_interp.io.go import Ontology
-from rd_interp.io.provenance import versions
-from rd_interp.io.store import EmbeddingStore, StoreWriter
+from rd_interp.io.store import EmbeddingStore
 from rd_interp.pipeline.cache import Stage, make_stage, run_stage
 
 log = logging.getLogger(__name__)
 
 STAGES = ("data", "embed", "distill", "sae", "enrich", "report")
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seeded_rank(ids: list[str], seed: int) -> np.ndarray:
@@ -71,7 +58,7 @@ class Pipeline:
         cfg.validate()
         self.cfg = cfg
         self.root = Path(cfg.out_dir)
-        self.device = resolve_device(cfg.device)
+        self.device = str(resolve_device(cfg.device))
         self.force = set(force)
         self.timings: dict[str, float] = {}
         self._stages: dict[str, dict] = {}
@@ -323,8 +310,7 @@ class Pipeline:
         store = EmbeddingStore(spec.store)
         sae = load_sae(sae_dir / "sae")
         scores = encode_proteins(sae, store, columns=spec.column_slice(), pooling=e.pooling)
-        write_npz(d / "scores.npz", data=scores.data, indices=scores.indices, indptr=scores.indptr,
-                  shape=np.array(scores.shape), ids=np.array(store.ids))
+        save_scores(d, scores, store.ids)
         enricher = self.enricher(data_dir, store.ids)
         ecfg, study = self.enrich_config()
         result = enrich_latents(scores, store.ids, None, None, ecfg, study_cfg=study, enricher=enricher)
@@ -374,10 +360,16 @@ def _jsonable(obj):
     return obj
 
 
-def load_scores(path: Path) -> tuple[sp.csr_matrix, list[str]]:
-    with np.load(path, allow_pickle=False) as z:
-        m = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        return m, [str(x) for x in z["ids"]]
+def save_scores(d: Path, scores: sp.csr_matrix, ids: list[str]) -> None:
+    """scores.npz (scipy save_npz) + proteins.txt: the inputs `rd-interp enrich` takes on its own."""
+    with atomic_path(d / "scores.npz", suffix=".npz") as tmp:
+        sp.save_npz(tmp, scores.tocsr(), compressed=True)
+    write_text(d / "proteins.txt", "".join(f"{i}\n" for i in ids))
+
+
+def load_scores(d: Path) -> tuple[sp.csr_matrix, list[str]]:
+    ids = (d / "proteins.txt").read_text(encoding="utf-8").splitlines()
+    return sp.load_npz(d / "scores.npz").tocsr(), ids
 
 
 def run_pipeline(cfg: RunConfig, *, until: str = "report", force: tuple[str, ...] = ()) -> Pipeline:

@@ -130,7 +130,7 @@ def build_summary(pipe, data, distill, spaces, sae_stages, enrich_stages, checks
             attribution[label] = {"base_share": shares, "n_terms": counts}
         if key in ("large", "rd"):
             top_latents += _top_latents(labels[key][0], seeds[0], res[0],
-                                        enrich_stages[key, seeds[0]].dir / "scores.npz", cfg.report.top_latents)
+                                        enrich_stages[key, seeds[0]].dir, cfg.report.top_latents)
 
     # -- comparisons ---------------------------------------------------------------------------------------
     comparisons = []
@@ -203,7 +203,7 @@ def _terms_per_latent(result: EnrichmentResult, n_latents: int) -> np.ndarray:
     return counts
 
 
-def _top_latents(space: str, seed: int, result: EnrichmentResult, scores_path: Path, n: int) -> list[dict]:
+def _top_latents(space: str, seed: int, result: EnrichmentResult, stage_dir: Path, n: int) -> list[dict]:
     """The latents with most captured terms, their best terms and their top-scoring proteins."""
     from rd_interp.pipeline.run import load_scores
 
@@ -214,7 +214,7 @@ def _top_latents(space: str, seed: int, result: EnrichmentResult, scores_path: P
     per = cap.groupby("latent")["go_id"].nunique()
     best_p = cap.groupby("latent")[padj].min()
     order = sorted(per.index, key=lambda lat: (-per[lat], best_p[lat], lat))[:n]
-    scores, ids = load_scores(scores_path)
+    scores, ids = load_scores(stage_dir)
     csc = scores.tocsc()
     out = []
     for lat in order:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rd_interp.device import resolve_device
 from rd_interp.io.atomic import atomic_path, sha256_json
 from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
@@ -85,15 +86,6 @@ class TrainConfig:
             raise ConfigError(f"norm_rows: must be >= 1, got {self.norm_rows}")
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return dev
 
 
 def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int, seed: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -194,7 +186,7 @@ def train_sae(
     sae_cfg.validate()
     res = _resolve(sae_cfg, cfg, n_train)
     n_steps = res["n_steps"]
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
 

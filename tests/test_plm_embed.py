@@ -7,13 +7,12 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from plm_fixtures import save_tiny
 
 from rd_interp.io.fasta import write_fasta
 from rd_interp.io.store import StoreError
 from rd_interp.plm import embed as emb
 from rd_interp.plm.embed import EmbedConfig, _windows, embed_fasta, forward_layer
-
-from plm_fixtures import save_tiny
 
 AA = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
 

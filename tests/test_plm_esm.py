@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 import torch
+from plm_fixtures import save_tiny
 
 from rd_interp.plm import esm as resm
 from rd_interp.plm.esm import ESM2_MODELS, ModelNotFoundError, load_checkpoint, load_model, resolve_checkpoint
-
-from plm_fixtures import save_tiny
 
 
 @pytest.fixture

@@ -40,6 +40,27 @@ def encode_sequence_activations(sae: SparseAutoencoder, X: Any, *, chunk_rows: i
     return sp.csr_matrix((val, (rows, lat)), shape=(X.shape[0], sae.n_latents), dtype=np.float32)
 
 
+_POOL_CELLS = 1 << 24  # proteins x latents pooled densely per batch (64 MB of float32 at most)
+
+
+def _pool(prot: np.ndarray, lat: np.ndarray, val: np.ndarray, lengths: np.ndarray, n_lat: int,
+          pooling: str) -> sp.csr_matrix:
+    """Scatter (protein, latent, value) triples into a dense [P, n_lat] block by max or mean, then sparsify.
+
+    A scatter is O(nnz); sorting the triples (the obvious alternative) was half of the encoding time."""
+    n_p = len(lengths)
+    key = torch.from_numpy(prot.astype(np.int64) * n_lat + lat.astype(np.int64))
+    if pooling == "max":  # activations are > 0, so a zero start is the identity for max
+        dense = torch.zeros(n_p * n_lat, dtype=torch.float32)
+        dense.scatter_reduce_(0, key, torch.from_numpy(val.astype(np.float32)), reduce="amax")
+        dense = dense.numpy().reshape(n_p, n_lat)
+    else:  # sums in float64, divided by the protein's residue count
+        dense = torch.zeros(n_p * n_lat, dtype=torch.float64)
+        dense.index_add_(0, key, torch.from_numpy(val.astype(np.float64)))
+        dense = dense.numpy().reshape(n_p, n_lat) / np.maximum(lengths, 1)[:, None]
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
 def encode_proteins(
     sae: SparseAutoencoder,
     store: Any,
@@ -71,7 +92,7 @@ def encode_proteins(
     i = 0
     while i < n_p:
         j = i + 1  # proteins i..j-1: whole proteins, about batch_rows residues
-        while j < n_p and offsets[j] + lengths[j] - offsets[i] <= batch_rows:
+        while j < n_p and offsets[j] + lengths[j] - offsets[i] <= batch_rows and (j - i) * n_lat < _POOL_CELLS:
             j += 1
         lo, hi = int(offsets[i]), int(offsets[j - 1] + lengths[j - 1])
         X = store.rows(lo, hi, cols)
@@ -81,20 +102,7 @@ def encode_proteins(
         rows, lat, val = _sparse_rows(sae, X, chunk_rows)
         prot = np.searchsorted(offsets[i:j] - lo, rows, side="right") - 1  # residue -> protein (local)
         # a zero-length protein never owns a residue: searchsorted gives the last protein starting there
-        key = prot.astype(np.int64) * n_lat + lat
-        if pooling == "max":
-            order = np.lexsort((-val, key))
-            key_s, val_s = key[order], val[order]
-            first = np.ones(key_s.size, dtype=bool)
-            first[1:] = key_s[1:] != key_s[:-1]
-            ukey, uval = key_s[first], val_s[first]
-        else:
-            ukey, inv = np.unique(key, return_inverse=True)
-            sums = np.bincount(inv, weights=val.astype(np.float64), minlength=ukey.size)
-            plen = lengths[i:j][ukey // n_lat]
-            uval = (sums / plen).astype(np.float32)
-        parts.append(sp.csr_matrix((uval.astype(np.float32), (ukey // n_lat, ukey % n_lat)), shape=(j - i, n_lat),
-                                   dtype=np.float32))
+        parts.append(_pool(prot, lat, val, lengths[i:j], n_lat, pooling))
         if bar is not None:
             bar.update(j - i)
         i = j

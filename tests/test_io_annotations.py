@@ -89,6 +89,7 @@ def test_report_lines_mention_drops():
 
 def test_cli_check_gaf_against_own_obo(tmp_path, capsys):
     from io_fixtures import MINI_OBO
+
     from rd_interp.cli import main
 
     fa = tmp_path / "p.fasta"

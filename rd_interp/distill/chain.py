@@ -55,7 +55,7 @@ def transform_stores(fn: Callable[[list], Any], stores: Sequence[Any], out_path:
         "distiller_fingerprint": fingerprint,
         "inputs": [_store_identity(s) for s in stores],
     }
-    for k in ("layer", "sequences_sha256", "fasta_sha256"):
+    for k in ("layer", "sequence_file", "sequence_sha256"):  # the keys plm.embed writes
         if k in ref.manifest:
             manifest[k] = ref.manifest[k]
     writer = StoreWriter(out_path, dim=dim, manifest=manifest, dtype=dtype, shard_rows=shard_rows)

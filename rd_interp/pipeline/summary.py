@@ -111,16 +111,7 @@ def build_summary(pipe, data, distill, spaces, sae_stages, enrich_stages, checks
         coverage += _coverage_rows(key, labels[key], real, null, e.bootstrap, cfg.seed)
         label = labels[key][2]
         specificity[label] = {f: [float(v) for v in captured_values(res, f)] for f in ("depth", "ic", "level")}
-        for seed, s in zip(seeds, real):
-            for stratum, block in (s.get("subspace") or {}).items():
-                if stratum not in ("base", "mixed", "residual"):
-                    continue
-                spec = block["specificity_terms"]
-                strata.append({"space": labels[key][0], "seed": seed, "stratum": stratum,
-                               "n_latents": block["n_latents"],
-                               "n_latents_capturing": block["n_latents_capturing"],
-                               "n_terms": block["n_terms_captured"]["total"],
-                               "depth_mean": spec["depth_mean"], "ic_mean": spec["ic_mean"]})
+        strata += _strata_rows(labels[key][0], real)
         if key == "rd":
             shares, counts = [], []
             for seed, r in zip(seeds, res):
@@ -192,6 +183,26 @@ def build_summary(pipe, data, distill, spaces, sae_stages, enrich_stages, checks
         "top_latents": top_latents,
         "notes": notes,
     }
+
+
+def _strata_rows(space: str, real: list[dict]) -> list[dict]:
+    """Coverage/specificity per attribution stratum, averaged over SAE seeds (counts rounded)."""
+    rows = []
+    for stratum in ("base", "mixed", "residual"):
+        blocks = [s["subspace"][stratum] for s in real if stratum in (s.get("subspace") or {})]
+        if not blocks:
+            continue
+
+        def mean(vals):
+            vals = [v for v in vals if v is not None]
+            return float(np.mean(vals)) if vals else None
+
+        rows.append({"space": space, "stratum": stratum, "n_seeds": len(blocks),
+                     "n_latents": int(round(mean([b["n_latents"] for b in blocks]))),
+                     "n_terms": int(round(mean([b["n_terms_captured"]["total"] for b in blocks]))),
+                     "depth_mean": mean([b["specificity_terms"]["depth_mean"] for b in blocks]),
+                     "ic_mean": mean([b["specificity_terms"]["ic_mean"] for b in blocks])})
+    return rows
 
 
 def _terms_per_latent(result: EnrichmentResult, n_latents: int) -> np.ndarray:

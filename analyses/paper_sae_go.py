@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     ap.add_argument("--out", default=None, help="output folder (default: the config's out_dir)")
     ap.add_argument("--proteins", type=int, default=None, help="limit the number of proteins (0 = all)")
+    ap.add_argument("--sae-steps", type=int, default=None, help="override SAE training steps (quick checks)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.out_dir = args.out
     if args.proteins is not None:
         cfg.data.max_proteins = args.proteins
+    if args.sae_steps is not None:
+        cfg.sae.n_steps = args.sae_steps
     note = None
     try:
         for m in cfg.models.family:

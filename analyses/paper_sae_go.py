@@ -6,7 +6,7 @@ via the config) and prints the headline numbers with seed-to-seed confidence int
 
     python analyses/paper_sae_go.py                                # real ESM-2 if its weights are found
     python analyses/paper_sae_go.py --weights-dir ~/esm2 --device cuda
-    python analyses/paper_sae_go.py --family mini-S mini-M         # the shipped offline family
+    python analyses/paper_sae_go.py --family mini-S mini-L         # the shipped offline family
 
 Weights are looked up as `rd-interp` does (weights dir, then the torch hub cache, then a download when
 online). Without them the shipped mini family stands in and the output says so. The last line is JSON.
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             resolve_checkpoint(m, weights_dir=cfg.models.weights_dir or None)
     except ModelNotFoundError as exc:
         note = (f"real ESM-2 weights not available ({exc}); falling back to the shipped mini family "
-                "mini-S -> mini-M. These are NOT the paper's models.")
+                "mini-S -> mini-L (64 -> 96 dims, the shape of 8M -> 35M). These are NOT the paper's models.")
         print(note, file=sys.stderr)
-        cfg.models.family = ["mini-S", "mini-M"]
+        cfg.models.family = ["mini-S", "mini-L"]
         cfg.out_dir = str(Path(cfg.out_dir).with_name(Path(cfg.out_dir).name + "_mini"))
     cfg.validate()
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from rd_interp import __version__
+from rd_interp.device import resolve_device
 from rd_interp.io.serialize import to_dict
 from rd_interp.io.store import EmbeddingStore, StoreWriter
 
@@ -61,15 +62,6 @@ class EmbedConfig:
             raise ValueError(f"autocast must be auto|none|bf16|fp16, got {self.autocast!r}")
         if self.max_tokens is not None and self.max_tokens < self.max_residues + 2:
             raise ValueError(f"max_tokens must be >= max_residues + 2 = {self.max_residues + 2}")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available (use --device cpu or auto)")
-    return dev
 
 
 def _autocast_dtype(cfg: EmbedConfig, device: torch.device) -> torch.dtype | None:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from rd_interp.enrich.activations import StudySetConfig, study_sets
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.engine import GOEnricher
+from rd_interp.enrich.engine import GOEnricher, enricher_for
 from rd_interp.enrich.result import EnrichmentResult
 
 __all__ = ["STRATA", "EnrichConfig", "EnrichmentResult", "coverage_summary", "enrich_latents"]
@@ -41,15 +41,7 @@ def enrich_latents(
     """
     cfg = cfg or EnrichConfig()
     study_cfg = study_cfg or StudySetConfig()
-    n_rows = scores.shape[0]
-    if n_rows != len(protein_ids):
-        raise ValueError(f"scores have {n_rows} rows but {len(protein_ids)} protein ids were given")
-    if enricher is None:
-        enricher = GOEnricher(protein_ids, annotations, ontology, cfg)
-    else:
-        if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
-            raise ValueError("enricher was built for a different protein id list/order than the scores")
-        enricher = enricher.with_config(cfg)
+    enricher = enricher_for(scores, protein_ids, annotations, ontology, cfg, enricher)
     indicator, info = study_sets(scores, study_cfg)
     result = enricher.run(indicator, info)
     from rd_interp.io.serialize import to_dict

@@ -371,3 +371,16 @@ def _cfg_dict(cfg: EnrichConfig) -> dict:
     from rd_interp.io.serialize import to_dict
 
     return to_dict(cfg)
+
+
+def enricher_for(scores, protein_ids: Sequence[str], annotations, ontology, cfg: EnrichConfig,
+                 enricher: GOEnricher | None = None) -> GOEnricher:
+    """Check scores against the protein ids and build a GOEnricher, or reuse `enricher` (built once per
+    protein set: the propagated matrix and IC are the expensive part) with `cfg`."""
+    if scores.shape[0] != len(protein_ids):
+        raise ValueError(f"scores have {scores.shape[0]} rows but {len(protein_ids)} protein ids were given")
+    if enricher is None:
+        return GOEnricher(protein_ids, annotations, ontology, cfg)
+    if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
+        raise ValueError("enricher was built for a different protein id list/order than the scores")
+    return enricher.with_config(cfg)

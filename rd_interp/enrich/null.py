@@ -15,7 +15,7 @@ import numpy as np
 
 from rd_interp.enrich.activations import StudySetConfig, study_sets
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.engine import GOEnricher
+from rd_interp.enrich.engine import GOEnricher, enricher_for
 from rd_interp.enrich.result import EnrichmentResult
 
 
@@ -75,14 +75,7 @@ def null_control(
     """Run the enrichment once per seed with permuted protein -> annotation labels."""
     cfg = cfg or EnrichConfig()
     study_cfg = study_cfg or StudySetConfig()
-    if scores.shape[0] != len(protein_ids):
-        raise ValueError(f"scores have {scores.shape[0]} rows but {len(protein_ids)} protein ids were given")
-    if enricher is None:
-        enricher = GOEnricher(protein_ids, annotations, ontology, cfg)
-    else:
-        if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
-            raise ValueError("enricher was built for a different protein id list/order than the scores")
-        enricher = enricher.with_config(cfg)
+    enricher = enricher_for(scores, protein_ids, annotations, ontology, cfg, enricher)
     indicator, info = study_sets(scores, study_cfg)
     results = []
     for seed in seeds:

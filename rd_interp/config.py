@@ -113,6 +113,9 @@ class EnrichStageConfig:
     correction: Literal["per_latent", "global"] = "per_latent"
     null_control: bool = True
     bootstrap: int = 1000
+    # Attribution strata of rd-space latents by decoder share on the base prefix.
+    base_share_hi: float = 0.8
+    base_share_lo: float = 0.2
 
     def validate(self) -> None:
         if not 0 < self.alpha < 1:
@@ -121,6 +124,8 @@ class EnrichStageConfig:
             raise ConfigError("enrich.top_n >= 2, min_proteins >= 1, min_study_count >= 1 required")
         if not 0 < self.tau <= 1:
             raise ConfigError("enrich.tau must be in (0, 1]")
+        if not 0 <= self.base_share_lo < self.base_share_hi <= 1:
+            raise ConfigError("enrich needs 0 <= base_share_lo < base_share_hi <= 1")
 
 
 @dataclass

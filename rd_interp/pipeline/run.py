@@ -287,7 +287,8 @@ class Pipeline:
 
         e = self.cfg.enrich
         return (EnrichConfig(alpha=e.alpha, min_study_count=e.min_study_count, general_level=e.general_level,
-                             alternative=e.alternative, global_bh=e.correction == "global"),
+                             alternative=e.alternative, global_bh=e.correction == "global",
+                             base_share_hi=e.base_share_hi, base_share_lo=e.base_share_lo),
                 StudySetConfig(mode=e.study_mode, top_n=e.top_n, tau=e.tau, min_proteins=e.min_proteins))
 
     def enricher(self, data_dir: Path, ids: list[str]):

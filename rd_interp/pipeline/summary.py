@@ -163,6 +163,8 @@ def build_summary(pipe, data, distill, spaces, sae_stages, enrich_stages, checks
         f"alpha {e.alpha}, min study count {e.min_study_count}; study sets "
         + (f"top {e.top_n} proteins per latent" if e.study_mode == "top_n" else f"score >= {e.tau} x max")
         + f" by {e.pooling}-pooled activation.",
+        f"Attribution strata: base-dominated latents have decoder share >= {e.base_share_hi} on the base "
+        f"prefix, residual-dominated <= {e.base_share_lo}, the rest mixed.",
         *null_notes,
     ]
     return {

@@ -314,8 +314,8 @@ def attribution(summary: dict) -> list[Block]:
             [[_s(r.get("space")), _s(r.get("stratum")), fmt.integer(r.get("n_latents")), fmt.integer(r.get("n_terms")),
               fmt.num(r.get("depth_mean")), fmt.num(r.get("ic_mean"))] for r in strata],
             [False, False, True, True, True, True],
-            caption="Latents grouped by where their decoder direction lies: base (base share >= 0.8), residual "
-                    "(<= 0.2) or mixed; latents and GO terms are means over SAE seeds. A block's share of the "
+            caption="Latents grouped by where their decoder direction lies: base, residual or mixed (thresholds "
+                    "in the notes); latents and GO terms are means over SAE seeds. A block's share of the "
                     "dimensions is the share a random direction would have, so read strata against it.",
         ))
     else:

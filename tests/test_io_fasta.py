@@ -134,13 +134,15 @@ def test_500k_sequences_stream_in_bounded_memory(tmp_path):
                 fh.write(f">sp|Q{{i:07d}}|X_HUMAN protein {{i}}\\n" + "".join(random.choices(aa, k=300)) + "\\n")
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child of a large pytest
+    # process would report the parent's peak instead of its own.
     probe = textwrap.dedent(f"""
-        import resource
         from rd_interp.io.fasta import read_fasta
         n = res = 0
         for r in read_fasta({str(p)!r}):
             n += 1; res += len(r.sequence)
-        print(n, res, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        print(n, res, hwm // 1024)
     """)
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout.split()
     n, res, peak_mb = map(int, out)

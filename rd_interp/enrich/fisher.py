@@ -210,23 +210,14 @@ def upper_tail_lower_bound(k, n, K, N: int, n_terms: int = 32) -> np.ndarray:
 def bh(pvals) -> np.ndarray:
     """Benjamini-Hochberg corrected p-values, the statsmodels ``fdr_bh`` arithmetic exactly."""
     p = np.asarray(pvals, dtype=np.float64)
-    m = p.size
-    if m == 0:
-        return p.copy()
-    order = np.argsort(p)
-    ps = p[order]
-    ecdf = np.arange(1, m + 1) / float(m)
-    corr = np.minimum.accumulate((ps / ecdf)[::-1])[::-1]
-    corr[corr > 1] = 1
-    out = np.empty_like(corr)
-    out[order] = corr
-    return out
+    return bh_with_ones(p, p.size)
 
 
 def bh_with_ones(pvals, m: int) -> np.ndarray:
     """BH over a family of m tests of which only `pvals` (r <= m values) may be below 1.
 
-    The other m - r tests have p == 1.0 exactly (terms with study count 0 under "greater"); they sort
+    Tied p-values get equal corrected values whatever their sort order (reverse cumulative minimum),
+    so this is also plain BH when r == m. The other m - r tests have p == 1.0 exactly (terms with study count 0 under "greater"); they sort
     last and their raw ratios 1 / (j / m) are >= 1, so they only ever clip. The result equals
     ``bh(concatenate([pvals, ones(m - r)]))[:r]`` bit for bit, without materialising the ones.
     """

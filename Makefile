@@ -24,7 +24,7 @@ test: venv
 
 ## Everything, including slow tests.
 test-all: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) $(OUT)

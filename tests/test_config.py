@@ -31,7 +31,8 @@ def test_json_round_trip(tmp_path):
         ({"sae": {"spaces": ["rd", "bogus"]}}, "unknown ['bogus']"),
         ({"models": {"family": ["mini-S"]}}, "at least two models"),
         ({"enrich": {"alpha": 1.5}}, "enrich.alpha"),
-        ({"enrich": {"alternative": "less"}}, "enrich.alternative: 'less' is not one of"),
+        ({"enrich": {"alternative": "lesser"}}, "enrich.alternative: 'lesser' is not one of"),
+        ({"enrich": {"correction": "latent_namespace"}}, "enrich.correction: 'latent_namespace' is not one of"),
         ({"distill": {"regresor": "pcr"}}, "distill: unknown key(s) ['regresor']"),
         ({"device": "tpu"}, "device: 'tpu' is not one of"),
     ],
@@ -56,3 +57,46 @@ def test_dumps_toml_quotes_and_nesting():
     import tomllib
 
     assert tomllib.loads(text) == {"a": 1, "b": {"c": "x\"y", "d": [1.5, 2.0], "e": {"f": True}}}
+
+
+def test_old_keys_are_migrated_with_a_warning(tmp_path, caplog):
+    old = tmp_path / "old.toml"
+    old.write_text('[enrich]\npooling = "mean"\nstudy_mode = "fraction_of_max"\nbootstrap = 50\n'
+                   '[distill]\nridge_alpha = 2.0\n')
+    cfg = RunConfig.load(old)
+    assert (cfg.encode.pooling, cfg.enrich.mode, cfg.report.bootstrap, cfg.distill.alpha) == \
+        ("mean", "fraction_of_max", 50, 2.0)
+    assert "enrich.pooling was renamed encode.pooling" in caplog.text
+    both = tmp_path / "both.toml"
+    both.write_text('[enrich]\npooling = "mean"\n[encode]\npooling = "max"\n')
+    with pytest.raises(ConfigError, match="both.toml: enrich.pooling was renamed encode.pooling; the file sets both"):
+        RunConfig.load(both)
+
+
+def test_config_upgrade_rewrites_the_file(tmp_path, capsys):
+    from rd_interp.cli import main
+
+    old = tmp_path / "old.toml"
+    old.write_text('[enrich]\npooling = "mean"\n')
+    assert main(["config", "--upgrade", str(old)]) == 0
+    assert (tmp_path / "old.toml.bak").read_text() == '[enrich]\npooling = "mean"\n'
+    assert RunConfig.load(old).encode.pooling == "mean" and "pooling" not in old.read_text().split("[encode]")[0]
+    assert main(["config", "--check", str(old)]) == 0
+
+
+def test_every_option_is_defined_once_with_help():
+    """Each stage option is one dataclass field with a help text; the run config composes stage dataclasses,
+    and no class re-declares an option one of its bases already defines."""
+    import dataclasses
+
+    for section in dataclasses.fields(RunConfig):
+        value = getattr(RunConfig(), section.name)
+        if not dataclasses.is_dataclass(value):
+            assert section.metadata.get("help"), section.name
+            continue
+        cls = type(value)
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{section.name}.{f.name} has no help text"
+        declared = [name for c in cls.__mro__ if dataclasses.is_dataclass(c)
+                    for name in c.__dict__.get("__annotations__", {})]
+        assert len(declared) == len(set(declared)), f"[{section.name}] re-declares an inherited option"

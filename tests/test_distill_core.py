@@ -334,3 +334,35 @@ def test_naive_baseline_is_pca_of_concatenation(tmp_path):
     assert rel_err(out, ref * signs) < 1e-9
     back = NaiveConcatPCA.load(nv.save(tmp_path / "nv"))
     assert np.array_equal(back.transform(X, Y), out)
+
+
+def test_estimators_follow_the_sklearn_contract():
+    from sklearn.base import clone
+
+    X, Y = make_pair(n=400, p=5, q=9, seed=4)
+    rd = ReverseDistiller(regressor="linear", sigma_sq=0.5, chunk_rows=77)
+    before = rd.get_params(deep=True)
+    rd.fit(X, Y)
+    assert rd.get_params() == before  # fit changes no parameter
+    c = clone(rd)
+    assert c.get_params() == before and not hasattr(c, "coef_")
+    assert np.array_equal(c.fit(X, Y).transform(X, Y), rd.transform(X, Y))
+    rd.set_params(regressor="pcr")
+    assert rd.regressor == "pcr"
+    with pytest.raises(ValueError, match="invalid parameter"):
+        rd.set_params(bogus=1)
+    with pytest.raises(ValueError, match="regressor must be one of"):
+        rd.set_params(regressor="lasso")
+    # a refit with other names takes the new names (nothing stale kept from the first fit)
+    named = ReverseDistiller(small_name="a", large_name="b").fit(X, Y)
+    assert named.model_name() == "rd:a->b"
+    named.set_params(small_name="c").fit(X, Y)
+    assert named.model_name() == "rd:c->b"
+
+    Z = np.concatenate([Y, np.random.default_rng(5).normal(size=(400, 4)) + Y[:, :4]], axis=1)
+    ch = ReverseDistillationChain(regressor="linear", chunk_rows=100)
+    params = ch.get_params()
+    ch.fit([X, Y, Z])
+    assert ch.get_params() == params and ch.names is None and ch.names_ == ["H0", "H1", "H2"]
+    c2 = clone(ch).fit([X, Y, Z])
+    assert all(np.array_equal(a, b) for a, b in zip(c2.transform([X, Y, Z]), ch.transform([X, Y, Z])))

@@ -45,7 +45,8 @@ def test_paired_chunks_and_fit_over_stores_equals_arrays(stores):
     assert np.array_equal(np.concatenate([b for _, b in got]), H[1])
     a = ReverseDistiller().fit(H[0], H[1])
     b = ReverseDistiller(chunk_rows=97).fit(st[0], st[1])
-    assert (b.small_name, b.large_name) == ("mini-S", "mini-M")
+    assert (b.small_name_, b.large_name_) == ("mini-S", "mini-M")
+    assert (b.small_name, b.large_name) == (None, None)  # fit never changes a parameter
     assert np.allclose(a.coef_, b.coef_, atol=1e-9) and np.allclose(a.components_, b.components_, atol=1e-8)
 
 
@@ -72,7 +73,7 @@ def test_transform_store_matches_arrays_and_resumes(tmp_path, stores, monkeypatc
     assert np.array_equal(full[:, :6], H[0])
     assert out.manifest["distiller_fingerprint"] == rd.fingerprint()
     # interrupted run -> rerun resumes and gives the identical store
-    from rd_interp.distill import chain as chain_mod
+    from rd_interp.distill import reverse as chain_mod  # where ReverseDistiller.transform_store finds it
 
     calls = {"n": 0}
     real = chain_mod.transform_stores
@@ -102,7 +103,7 @@ def test_chain_over_stores_streams_and_nests(tmp_path, stores):
     H, lengths, st = stores
     ch_arr = ReverseDistillationChain(names=["mini-S", "mini-M", "mini-L"]).fit(H)
     ch = ReverseDistillationChain(chunk_rows=111).fit_stores(st)
-    assert ch.names == ["mini-S", "mini-M", "mini-L"]
+    assert ch.names_ == ["mini-S", "mini-M", "mini-L"] and ch.names is None
     for a, b in zip(ch_arr.steps_, ch.steps_):
         assert np.allclose(a.coef_, b.coef_, atol=1e-8) and np.allclose(a.components_, b.components_, atol=1e-7)
     out = ch.transform_stores(st, tmp_path / "rd_L")

@@ -68,7 +68,7 @@ def test_study_sets_top_n_ties_and_skips():
 # ---------------------------------------------------------------- tables
 def test_significant_table_equals_hits_filtered_and_captured():
     dag, prots, ann, scores = planted()
-    for cfg in (EnrichConfig(), EnrichConfig(global_bh=True), EnrichConfig(alternative="two-sided")):
+    for cfg in (EnrichConfig(), EnrichConfig(correction="global"), EnrichConfig(alternative="two-sided")):
         enr = GOEnricher(prots, ann, dag, cfg)
         ind, info = study_sets(scores, StudySetConfig(top_n=20))
         sig = enr.run(ind, info).table
@@ -89,7 +89,7 @@ def test_significant_table_equals_hits_filtered_and_captured():
 
 def test_save_load_roundtrip_and_best_terms(tmp_path):
     dag, prots, ann, scores = planted()
-    res = enrich_latents(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20))
+    res = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
     best = res.best_terms()
     assert len(best) == res.captured()["latent"].nunique() > 0
     one = best.iloc[0]
@@ -111,7 +111,7 @@ def test_save_load_roundtrip_and_best_terms(tmp_path):
 
 def test_summary_counts_and_strata():
     dag, prots, ann, scores = planted()
-    res = enrich_latents(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20))
+    res = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
     s = res.summary()
     cap = res.captured()
     assert s["n_terms_captured"]["total"] == cap["go_id"].nunique()
@@ -125,13 +125,13 @@ def test_summary_counts_and_strata():
 
 def test_null_control_captures_far_less():
     dag, prots, ann, scores = planted(n_latents=16)
-    real = enrich_latents(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20))
-    nc = null_control(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20), seeds=[0, 1], real=real)
+    real = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
+    nc = null_control(scores, prots, ann, dag, EnrichConfig(top_n=20), seeds=[0, 1], real=real)
     s = nc.summary()
     assert s["real"]["n_latent_term_pairs"] >= 10
     assert s["null_mean_terms_captured"] <= 0.25 * s["real"]["n_terms_captured"]["total"]
     # permutation is seeded and moves whole annotation sets
-    again = null_control(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20), seeds=[0])
+    again = null_control(scores, prots, ann, dag, EnrichConfig(top_n=20), seeds=[0])
     pd.testing.assert_frame_equal(again.results[0].table, nc.results[0].table, check_exact=True)
 
 
@@ -149,7 +149,7 @@ def test_compare_seed_stats_and_rank_test():
     r = rank_test(np.arange(20) + 10.0, np.arange(20))
     assert r["p"] < 0.01 and r["rank_biserial"] > 0.5
     dag, prots, ann, scores = planted()
-    res = enrich_latents(scores, prots, ann, dag, study_cfg=StudySetConfig(top_n=20))
+    res = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
     cs = compare_specificity([res], [res])
     assert cs["ic"]["p"] == pytest.approx(1.0) and cs["ic"]["n_a"] == res.captured()["go_id"].nunique()
 
@@ -170,12 +170,12 @@ def test_cli_enrich(tmp_path, capsys):
     np.save(tmp_path / "share.npy", np.linspace(0, 1, 12))
     rc = main(["enrich", "--scores", str(tmp_path / "scores.npz"), "--proteins", str(tmp_path / "ids.txt"),
                "--annotations", str(tmp_path / "ann.tsv"), "--obo", str(MINI_OBO), "--out", str(tmp_path / "o"),
-               "--top-n", "20", "--decoder-share", str(tmp_path / "share.npy"), "--null-seeds", "0"])
+               "--top-n", "20", "--decoder-share", str(tmp_path / "share.npy"), "--seed", "0"])
     assert rc == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["n_latents"] == 12 and line["n_terms_captured"]["total"] > 0
-    assert (tmp_path / "o" / "null" / "null_control.json").exists()
-    back = EnrichmentResult.load(tmp_path / "o")
+    assert (tmp_path / "o" / "null_10000" / "result.json").exists() and "null_mean_terms_captured" in line
+    back = EnrichmentResult.load(tmp_path / "o" / "real")
     assert back.summary()["n_terms_captured"] == line["n_terms_captured"]
     (tmp_path / "bad.txt").write_text("\n".join(prots[:-1]) + "\n")
     rc = main(["enrich", "--scores", str(tmp_path / "scores.npz"), "--proteins", str(tmp_path / "bad.txt"),
@@ -186,8 +186,7 @@ def test_cli_enrich(tmp_path, capsys):
 def test_shared_enricher_follows_the_passed_config():
     dag, prots, ann, scores = planted()
     enr = GOEnricher(prots, ann, dag)
-    res = enrich_latents(scores, prots, None, None, EnrichConfig(global_bh=True),
-                         study_cfg=StudySetConfig(top_n=20), enricher=enr)
+    res = enrich_latents(scores, prots, None, None, EnrichConfig(correction="global", top_n=20), enricher=enr)
     assert "p_adj_global" in res.table.columns and res.meta["correction"] == "global"
     with pytest.raises(ValueError, match="background"):
         enrich_latents(scores, prots, None, None, EnrichConfig(background="all"), enricher=enr)

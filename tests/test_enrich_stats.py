@@ -90,7 +90,7 @@ def test_bh_matches_statsmodels():
 
 def test_global_bh_mini():
     dag, prots, ann, scores = mini_inputs()
-    enr = GOEnricher(prots, ann, dag, EnrichConfig(global_bh=True))
+    enr = GOEnricher(prots, ann, dag, EnrichConfig(correction="global"))
     ind, info = study_sets(scores, StudySetConfig(top_n=30))
     t = enr.run(ind, info, rows="all").table
     assert (t["p_adj_global"].to_numpy() == bh(t["p"].to_numpy())).all()

@@ -1,11 +1,18 @@
-"""End-to-end: the staged job on shipped proteins with tiny random ESM-2 checkpoints (fast), and the cache."""
+"""End-to-end: the staged job on shipped proteins with tiny random ESM-2 checkpoints (fast), the cache, and
+the same stages run alone from files through the CLI.
+
+The finished run is built once (module fixture) and never mutated: tests that re-run or change options work
+on their own copy of the run folder (which also checks that a moved run folder stays valid).
+"""
 
 import json
+import shutil
 
 import pytest
 
 from rd_interp.config import RunConfig
 from rd_interp.io.atomic import read_json
+from rd_interp.io.manifest import load_manifest
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def _config(out, family) -> RunConfig:
     cfg.sae.batch_size = 256
     cfg.enrich.top_n = 10
     cfg.enrich.min_proteins = 3
-    cfg.enrich.bootstrap = 200
+    cfg.report.bootstrap = 200
     cfg.report.top_latents = 3
     cfg.validate()
     return cfg
@@ -51,6 +58,22 @@ def finished_run(tmp_path_factory, tiny_family):
     return cfg, pipe
 
 
+def _copy(finished_run, tmp_path):
+    """A private copy of the finished run, at another path."""
+    cfg, pipe = finished_run
+    dst = tmp_path / "moved_run"
+    shutil.copytree(pipe.root, dst)
+    cfg2 = RunConfig.from_dict(cfg.to_dict())
+    cfg2.out_dir = str(dst)
+    return cfg2, dst
+
+
+def _dir(root, name):
+    matches = [p for p in (root / "stages").iterdir() if p.name.rsplit("-", 1)[0] == name]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
 def test_run_writes_report_with_every_section(finished_run):
     cfg, pipe = finished_run
     report = pipe.root / "report"
@@ -61,53 +84,97 @@ def test_run_writes_report_with_every_section(finished_run):
     assert {sub for _, sub in labels} == {"full", "base", "residual"}
     assert {r["control"] for r in summary["coverage"]} == {"real", "null"}
     assert len(summary["sae_quality"]) == 4 * 2
-    assert all(0 <= r["fvu"] < 1.5 for r in summary["sae_quality"])
+    assert all(0 <= r["fvu"] < 1.0 for r in summary["sae_quality"])
     assert summary["distillation"][0]["k_small"] == 16 and summary["distillation"][0]["k_large"] == 32
     att = next(iter(summary["attribution"].values()))
     assert len(att["base_share"]) == 2 * 64 and all(0 <= s <= 1 for s in att["base_share"])
     html = (report / "report.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org", "")
     # The rd store's prefix is exactly the small model's embedding (Matryoshka property end to end).
-    from rd_interp.io.store import EmbeddingStore
+    from rd_interp.io.inputs import open_store
 
-    stages = pipe._stages
-    small = EmbeddingStore(pipe.root / "stages" / _dir(pipe, "embed-tiny16") / "store")
-    rd = EmbeddingStore(pipe.root / "stages" / _dir(pipe, "distill") / "rd_store")
-    assert rd.ids == small.ids and stages
+    small, _ = open_store(_dir(pipe.root, "embed-tiny16"))
+    rd, _ = open_store(_dir(pipe.root, "distill"))
+    assert rd.ids == small.ids and rd.manifest["blocks"] == {"base": [0, 16], "residual": [16, 32]}
     pid = small.ids[3]
     assert (rd.get(pid)[:, :16] == small.get(pid)).all()
+    # run metadata lives under OUT/.rd_interp, every stage folder has a verified manifest
+    assert (pipe.root / ".rd_interp" / "config.toml").is_file() and not (pipe.root / "config.toml").exists()
+    index = read_json(pipe.root / ".rd_interp" / "run.json")["stages"]
+    assert {n.split("-")[0] for n in index} == {"data", "embed", "distill", "sae", "encode", "enrich", "report"}
+    for rel in index.values():
+        assert not load_manifest(pipe.root / rel).verify(full=True)
 
 
-def _dir(pipe, name):
-    matches = [p.name for p in (pipe.root / "stages").iterdir() if p.name.rsplit("-", 1)[0] == name]
-    assert len(matches) == 1, matches
-    return matches[0]
+def test_manifests_record_config_inputs_and_the_split(finished_run):
+    cfg, pipe = finished_run
+    distill = load_manifest(_dir(pipe.root, "distill"))
+    assert distill.config["train_proteins"] == 40 and distill.result["dims"] == [16, 32]
+    assert [m.params["model"] for m in distill.input("embed")] == ["tiny16", "tiny32"]
+    sae = load_manifest(_dir(pipe.root, "sae-rd.residual-s1"))
+    assert sae.params == {"seed": 1, "columns": {"start": 16, "stop": 32}, "label": "rd.tiny32[residual]",
+                          "space": "rd.residual"}
+    assert sae.input("store").stage == "distill" and "seeds" not in sae.config
+    saved = read_json(sae.path("sae/cfg.json"))
+    # every SAE of the run shares one protein split, recorded with it
+    other = read_json(load_manifest(_dir(pipe.root, "sae-large-s0")).path("sae/cfg.json"))
+    assert saved["split"]["heldout_sha256"] == other["split"]["heldout_sha256"]
+    assert saved["split"]["n_heldout_proteins"] == 9
 
 
-def test_rerun_is_cached_and_identical(finished_run, caplog):
-    from rd_interp.pipeline.run import run_pipeline
+def test_sae_eval_on_a_pipeline_sae_uses_its_heldout_proteins(finished_run, capsys):
+    """The held-out FVU `rd-interp sae eval` reports is the pipeline's held-out FVU (no overlap with training)."""
+    from rd_interp.cli import main
 
     cfg, pipe = finished_run
-    before = (pipe.root / "report" / "summary.json").read_bytes()
-    n_dirs = len(list((pipe.root / "stages").iterdir()))
+    sae_dir = _dir(pipe.root, "sae-large-s0")
+    assert main(["sae", "eval", str(sae_dir)]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["fvu"] == pytest.approx(read_json(sae_dir / "metrics.json")["fvu"], rel=1e-9)
+
+
+def test_rerun_of_a_moved_run_is_cached_and_identical(finished_run, tmp_path, caplog):
+    from rd_interp.pipeline.run import run_pipeline
+
+    cfg, root = _copy(finished_run, tmp_path)
+    before = (root / "report" / "summary.json").read_bytes()
+    n_dirs = len(list((root / "stages").iterdir()))
     with caplog.at_level("INFO"):
         run_pipeline(cfg)
     assert "running in" not in caplog.text
-    assert (pipe.root / "report" / "summary.json").read_bytes() == before
-    assert len(list((pipe.root / "stages").iterdir())) == n_dirs
+    assert (root / "report" / "summary.json").read_bytes() == before
+    assert len(list((root / "stages").iterdir())) == n_dirs
 
 
-def test_changing_an_enrich_option_reruns_only_enrichment(finished_run):
+def test_changing_an_enrich_option_reruns_only_enrichment(finished_run, tmp_path):
     from rd_interp.pipeline.run import run_pipeline
 
-    cfg, pipe = finished_run
-    old = {p.name for p in (pipe.root / "stages").iterdir()}
-    cfg2 = RunConfig.from_dict(cfg.to_dict())
-    cfg2.enrich.top_n = 12
-    run_pipeline(cfg2)
-    new = {p.name for p in (pipe.root / "stages").iterdir()} - old
+    cfg, root = _copy(finished_run, tmp_path)
+    old = {p.name for p in (root / "stages").iterdir()}
+    cfg.enrich.top_n = 12
+    run_pipeline(cfg)
+    new = {p.name for p in (root / "stages").iterdir()} - old
     assert new and all(n.startswith("enrich-") for n in new)
     assert len(new) == 4 * 2
+
+
+def test_corrupt_cached_file_is_detected_and_the_stage_recomputed(finished_run, tmp_path, caplog):
+    from rd_interp.cli import main
+    from rd_interp.io.manifest import ManifestError
+    from rd_interp.pipeline.run import run_pipeline
+
+    cfg, root = _copy(finished_run, tmp_path)
+    table = _dir(root, "enrich-rd-s0") / "real" / "table.tsv"
+    before = (root / "report" / "summary.json").read_bytes()
+    table.write_text(table.read_text()[:-200])  # truncated
+    assert main(["verify", str(root)]) == 1
+    with pytest.raises(ManifestError, match="table.tsv"):
+        run_pipeline(cfg, no_recompute=True)
+    with caplog.at_level("WARNING"):
+        run_pipeline(cfg)
+    assert "enrich-rd-s0: cached outputs fail verification" in caplog.text
+    assert (root / "report" / "summary.json").read_bytes() == before
+    assert main(["verify", str(root)]) == 0
 
 
 def test_explain_a_new_sequence(finished_run):
@@ -125,11 +192,32 @@ def test_explain_a_new_sequence(finished_run):
         explain(pipe.root, "MKT1J")
 
 
-def test_stage_info_records_config_keys(finished_run):
+def test_stages_run_alone_from_files(finished_run, tmp_path, capsys):
+    """rd-interp sae train -> sae encode -> enrich -> report, from folders and files only (no Python)."""
+    from rd_interp.cli import main
+
     cfg, pipe = finished_run
-    info = read_json(pipe.root / "stages" / _dir(pipe, "distill") / "_done.json")
-    assert info["payload"]["distill"]["train_proteins"] == 40
-    assert info["result"]["dims"] == [16, 32]
+    store = _dir(pipe.root, "distill")
+    data = _dir(pipe.root, "data")
+    cfg_file = pipe.root / ".rd_interp" / "config.toml"
+    for seed in (0, 1):
+        assert main(["sae", "train", "--store", str(store), "--columns", "16:32", "--out", str(tmp_path / f"sae{seed}"),
+                     "--config", str(cfg_file), "--seed", str(seed), "--label", "rd.tiny32[residual]",
+                     "--no-progress"]) == 0
+        assert main(["sae", "encode", str(tmp_path / f"sae{seed}"), "--out", str(tmp_path / f"enc{seed}"),
+                     "--config", str(cfg_file)]) == 0
+        assert main(["enrich", str(tmp_path / f"enc{seed}"), "--data", str(data), "--out", str(tmp_path / f"en{seed}"),
+                     "--config", str(cfg_file)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "en0"), str(tmp_path / "en1"), "--out", str(tmp_path / "rep"),
+                 "--no-figures"]) == 0
+    mine = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    theirs = json.loads((pipe.root / "report" / "summary.json").read_text())
+    # the same config gives the same SAEs and the same enrichment as the pipeline's rd.residual space
+    pick = [r for r in theirs["coverage"] if r["subspace"] == "residual"]
+    assert [r for r in mine["coverage"]] == pick
+    assert mine["sae_quality"] == [r for r in theirs["sae_quality"] if r["subspace"] == "residual"]
+    assert mine["distillation"] == theirs["distillation"]
 
 
 @pytest.mark.slow

@@ -52,8 +52,8 @@ def test_embed_fasta_exact_and_ordered(tmp_path, tiny):
     seqs = _seqs(12, 5, 40)
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(seqs)])
-    cfg = EmbedConfig(model=str(path), dtype="float32", device="cpu", max_tokens=200, max_residues=64)
-    st = embed_fasta(fasta, tmp_path / "s", cfg, progress=False)
+    cfg = EmbedConfig(dtype="float32", max_tokens=200, max_residues=64)
+    st = embed_fasta(fasta, tmp_path / "s", cfg, model=str(path), device="cpu", progress=False)
     assert st.n_proteins == 12 and st.dim == 16 and st.n_rows == sum(map(len, seqs))
     # rows in ascending length order, ties in file order
     lens = [len(s) for s in seqs]
@@ -64,11 +64,12 @@ def test_embed_fasta_exact_and_ordered(tmp_path, tiny):
     m = st.manifest
     assert m["model"] == "tiny" and m["layer"] == 3 and len(m["sequence_sha256"]) == 64 and m["dtype"] == "float32"
     # fair-esm's own layer code (fast=False) gives the same store to float rounding
-    slow = embed_fasta(fasta, tmp_path / "slow", EmbedConfig(**{**cfg.__dict__, "fast": False}), progress=False)
+    slow = embed_fasta(fasta, tmp_path / "slow", EmbedConfig(**{**cfg.__dict__, "fast": False}), model=str(path),
+                       progress=False)
     np.testing.assert_allclose(np.concatenate(list(slow.iter_chunks())), np.concatenate(list(st.iter_chunks())),
                                rtol=1e-4, atol=1e-5)
     # an intermediate layer on request
-    st1 = embed_fasta(fasta, tmp_path / "s1", EmbedConfig(model=str(path), layer=1, dtype="float32"), progress=False)
+    st1 = embed_fasta(fasta, tmp_path / "s1", EmbedConfig(layer=1, dtype="float32"), model=str(path), progress=False)
     np.testing.assert_allclose(st1.get("p0"), _reference(model, seqs[0], layer=1), rtol=1e-4, atol=1e-5)
 
 
@@ -77,13 +78,15 @@ def test_truncate_and_window_modes(tmp_path, tiny, caplog):
     seqs = _seqs(3, 10, 20, seed=1) + _seqs(2, 50, 60, seed=2)
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(seqs)])
-    base = dict(model=str(path), dtype="float32", max_residues=20)
+    base = dict(dtype="float32", max_residues=20)
     caplog.set_level("INFO")
-    st = embed_fasta(fasta, tmp_path / "t", EmbedConfig(**base), progress=False)
+    st = embed_fasta(fasta, tmp_path / "t", EmbedConfig(**base), model=str(path), progress=False)
+    assert st.manifest["n_truncated"] == 2
     assert "2 of 5 sequences are longer than 20 residues and are truncated" in caplog.text
     np.testing.assert_allclose(st.get("p3"), _reference(model, seqs[3][:20]), rtol=1e-4, atol=1e-5)
     assert st.get("p0").shape[0] == len(seqs[0])
-    sw = embed_fasta(fasta, tmp_path / "w", EmbedConfig(**base, long_mode="window", window_overlap=8), progress=False)
+    sw = embed_fasta(fasta, tmp_path / "w", EmbedConfig(**base, long_mode="window", window_overlap=8),
+                     model=str(path), progress=False)
     x = sw.get("p4")
     assert x.shape == (len(seqs[4]), 16)
     plan = _windows(len(seqs[4]), 20, 8)
@@ -104,8 +107,8 @@ def test_interrupted_embedding_resumes_identically(tmp_path, tiny, monkeypatch):
     seqs = _seqs(30, 5, 30, seed=3)
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(seqs)])
-    cfg = EmbedConfig(model=str(path), shard_rows=60, max_tokens=128, max_residues=60)
-    ref = embed_fasta(fasta, tmp_path / "ref", cfg, progress=False)
+    cfg = EmbedConfig(shard_rows=60, max_tokens=128, max_residues=60)
+    ref = embed_fasta(fasta, tmp_path / "ref", cfg, model=str(path), progress=False)
     real = emb.StoreWriter.append
     n = {"k": 0}
 
@@ -117,9 +120,9 @@ def test_interrupted_embedding_resumes_identically(tmp_path, tiny, monkeypatch):
 
     monkeypatch.setattr(emb.StoreWriter, "append", dying)
     with pytest.raises(KeyboardInterrupt):
-        embed_fasta(fasta, tmp_path / "s", cfg, progress=False)
+        embed_fasta(fasta, tmp_path / "s", cfg, model=str(path), progress=False)
     monkeypatch.setattr(emb.StoreWriter, "append", real)
-    st = embed_fasta(fasta, tmp_path / "s", cfg, progress=False)
+    st = embed_fasta(fasta, tmp_path / "s", cfg, model=str(path), progress=False)
     assert _digest(tmp_path / "s") == _digest(tmp_path / "ref") and st.n_rows == ref.n_rows
 
 
@@ -127,17 +130,17 @@ def test_other_model_layer_or_fasta_refused(tmp_path, tiny):
     path, _ = tiny
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(_seqs(4, 5, 9))])
-    embed_fasta(fasta, tmp_path / "s", EmbedConfig(model=str(path)), progress=False)
+    embed_fasta(fasta, tmp_path / "s", EmbedConfig(), model=str(path), progress=False)
     with pytest.raises(StoreError, match="layer"):
-        embed_fasta(fasta, tmp_path / "s", EmbedConfig(model=str(path), layer=1), progress=False)
+        embed_fasta(fasta, tmp_path / "s", EmbedConfig(layer=1), model=str(path), progress=False)
     other = tmp_path / "other.pt"
     save_tiny(other, layers=3, dim=16, heads=2, seed=5)
     with pytest.raises(StoreError, match="model"):
-        embed_fasta(fasta, tmp_path / "s", EmbedConfig(model=str(other)), progress=False)
+        embed_fasta(fasta, tmp_path / "s", EmbedConfig(), model=str(other), progress=False)
     fasta2 = tmp_path / "q.fasta"
     write_fasta(fasta2, [("q0", "MKV")])
     with pytest.raises(StoreError, match="sequence_sha256"):
-        embed_fasta(fasta2, tmp_path / "s", EmbedConfig(model=str(path)), progress=False)
+        embed_fasta(fasta2, tmp_path / "s", EmbedConfig(), model=str(path), progress=False)
 
 
 def test_config_validation():
@@ -155,8 +158,18 @@ def test_cli_embed(tmp_path, tiny, capsys):
     path, _ = tiny
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(_seqs(5, 5, 15))])
-    rc = main(["embed", str(fasta), "--model", str(path), "--out", str(tmp_path / "s"), "--no-progress"])
+    rc = main(["embed", str(fasta), "--model", str(path), "--out", str(tmp_path / "s"), "--no-progress",
+               "--dtype", "float32", "--max-tokens", "2048"])
     assert rc == 0
     assert "5 proteins" in capsys.readouterr().out
+    from rd_interp.io.inputs import open_store
+    from rd_interp.io.manifest import load_manifest
+
+    m = load_manifest(tmp_path / "s")
+    store, _ = open_store(tmp_path / "s")
+    assert m.stage == "embed" and m.config["dtype"] == "float32" and m.config["max_tokens"] == 2048
+    assert store.n_proteins == 5 and not m.verify(full=True)
+    rc = main(["embed", str(fasta), "--model", str(path), "--out", str(tmp_path / "s"), "--max-tokens", "100"])
+    assert rc == 1 and "max_tokens must be >= max_residues + 2" in capsys.readouterr().err
     rc = main(["embed", str(fasta), "--model", "nonexistent-model", "--out", str(tmp_path / "x")])
     assert rc == 1 and "unknown model" in capsys.readouterr().err

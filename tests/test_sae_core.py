@@ -11,11 +11,11 @@ import scipy.sparse as sp
 import torch
 
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.data import split_rows
 from rd_interp.sae.encode import decoder_share, encode_proteins, encode_sequence_activations
 from rd_interp.sae.io import load_sae, save_sae
 from rd_interp.sae.metrics import evaluate, fvu
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
+from rd_interp.sae.run import split_rows
 from rd_interp.sae.train import TrainConfig, train_sae
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -52,7 +52,7 @@ def planted_data():
 @pytest.fixture(scope="module")
 def planted_sae(planted_data):
     X, _ = planted_data
-    cfg = TrainConfig(batch_size=1024, n_steps=200, lr=5e-3, seed=0)
+    cfg = TrainConfig(batch_size=1024, n_steps=200, lr=5e-3)
     return train_sae(X, SAEConfig("topk", n_latents=512, k=4), cfg, progress=False)
 
 
@@ -111,10 +111,10 @@ def test_fvu_of_mean_prediction_is_one(planted_data):
 
 def test_seeded_training_is_deterministic():
     X, _ = planted(n=2048, seed=3)
-    cfg = TrainConfig(batch_size=256, n_steps=20, lr=3e-3, seed=7)
-    a = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False)
-    b = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False)
-    c = train_sae(X, SAEConfig("topk", n_latents=128, k=4), TrainConfig(batch_size=256, n_steps=20, lr=3e-3, seed=8),
+    cfg = TrainConfig(batch_size=256, n_steps=20, lr=3e-3)
+    a = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False, seed=7)
+    b = train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False, seed=7)
+    c = train_sae(X, SAEConfig("topk", n_latents=128, k=4), TrainConfig(batch_size=256, n_steps=20, lr=3e-3), seed=8,
                   progress=False)
     for name, p in a.state_dict().items():
         assert same(p, b.state_dict()[name]), name
@@ -123,14 +123,14 @@ def test_seeded_training_is_deterministic():
 
 def test_resume_equals_uninterrupted(tmp_path):
     X, _ = planted(n=3000, seed=4)
-    cfg = TrainConfig(batch_size=256, n_steps=30, lr=3e-3, seed=1, checkpoint_every=7, aux_k=16, dead_window=512)
-    full = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, progress=False)
+    cfg = TrainConfig(batch_size=256, n_steps=30, lr=3e-3, checkpoint_every=7, aux_k=16, dead_window=512)
+    full = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, progress=False, seed=1)
     ck = tmp_path / "ck"
-    part = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False,
+    part = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False, seed=1,
                      stop_after=12)
-    assert part.train_info_["steps_done"] == 12 and not part.train_info_["finished"]
-    resumed = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False)
-    assert resumed.train_info_["finished"]
+    assert part.provenance.train["steps_done"] == 12 and not part.provenance.train["finished"]
+    resumed = train_sae(X, SAEConfig("batchtopk", n_latents=128, k=4), cfg, checkpoint_dir=ck, progress=False, seed=1)
+    assert resumed.provenance.train["finished"]
     for name, p in full.state_dict().items():
         assert same(p, resumed.state_dict()[name]), name
     # a checkpoint from another configuration is refused, not silently reused
@@ -144,9 +144,9 @@ def test_auxk_revives_dead_latents():
     X, _ = planted(n=8192, m=512, s=4, seed=5)
     Xh, _ = planted(n=4096, m=512, s=4, seed=5)
     sae_cfg = SAEConfig("topk", n_latents=512, k=4)
-    base = dict(batch_size=512, n_steps=100, lr=2e-2, seed=0, dead_window=8192)
-    no_aux = train_sae(X, sae_cfg, TrainConfig(aux_k=0, **base), progress=False)
-    aux = train_sae(X, sae_cfg, TrainConfig(aux_k=32, **base), progress=False)
+    base = dict(batch_size=512, n_steps=100, lr=2e-2, dead_window=8192)
+    no_aux = train_sae(X, sae_cfg, TrainConfig(aux_k=0, **base), progress=False, seed=0)
+    aux = train_sae(X, sae_cfg, TrainConfig(aux_k=32, **base), progress=False, seed=0)
     m0, m1 = evaluate(no_aux, Xh), evaluate(aux, Xh)
     print(f"held-out dead fraction: without AuxK {m0['dead_fraction']:.3f}, with AuxK {m1['dead_fraction']:.3f}; "
           f"FVU {m0['fvu']:.4f} vs {m1['fvu']:.4f}")
@@ -158,7 +158,7 @@ def test_auxk_revives_dead_latents():
 def test_batchtopk_threshold_reproduces_l0(planted_data):
     X, _ = planted_data
     sae = train_sae(X, SAEConfig("batchtopk", n_latents=512, k=4),
-                    TrainConfig(batch_size=1024, n_steps=150, lr=5e-3, seed=0), progress=False)
+                    TrainConfig(batch_size=1024, n_steps=150, lr=5e-3), progress=False, seed=0)
     thr = float(sae.threshold)
     assert np.isfinite(thr) and thr > 0
     l0 = evaluate(sae, X[:4096])["l0"]
@@ -176,7 +176,7 @@ def _tmp_dir():
 def test_relu_l1_baseline_trains():
     X, _ = planted(n=4096, seed=6)
     sae = train_sae(X, SAEConfig("relu", n_latents=128, l1_coeff=1.0),
-                    TrainConfig(batch_size=512, n_steps=80, lr=3e-3, seed=0), progress=False)
+                    TrainConfig(batch_size=512, n_steps=80, lr=3e-3), progress=False, seed=0)
     m = evaluate(sae, X)
     assert m["fvu"] < 0.6
     assert m["l0"] < 128 * 0.5  # the L1 term makes it sparse
@@ -185,7 +185,7 @@ def test_relu_l1_baseline_trains():
 
 
 def test_save_load_bit_identical(planted_sae, tmp_path):
-    planted_sae.source_ = {"name": "array", "columns": None}
+    planted_sae.provenance.source = {"name": "array", "columns": None}
     save_sae(planted_sae, tmp_path / "s", {"note": "test"})
     back = load_sae(tmp_path / "s")
     for name, t in planted_sae.state_dict().items():
@@ -258,15 +258,15 @@ def tiny_store(tmp_path_factory):
 
 def test_store_training_on_column_subset(tiny_store):
     store, X = tiny_store
-    train_rows, held_rows = split_rows(store, 0.1, seed=0)
+    train_rows, held_rows, _ = split_rows(store, 0.1, seed=0)
     # split is by protein: no protein has residues on both sides
     prot_of = np.searchsorted(store.offsets, np.arange(store.n_rows), side="right") - 1
     assert not set(prot_of[train_rows]) & set(prot_of[held_rows])
     assert train_rows.size + held_rows.size == store.n_rows
-    cfg = TrainConfig(batch_size=256, n_steps=40, lr=3e-3, seed=0)
+    cfg = TrainConfig(batch_size=256, n_steps=40, lr=3e-3)
     sae = train_sae(store, SAEConfig("topk", n_latents=96, k=3), cfg, columns=slice(8, 40), rows=train_rows,
                     progress=False)
-    assert sae.d_in == 32 and sae.source_["columns"] == {"start": 8, "stop": 40}
+    assert sae.d_in == 32 and sae.provenance.source["columns"] == {"start": 8, "stop": 40}
     # identical to training on the sliced in-memory copy of the same rows
     ref = train_sae(X[:, 8:40].copy(), SAEConfig("topk", n_latents=96, k=3), cfg, rows=train_rows, progress=False)
     assert torch.equal(sae.W_dec, ref.W_dec)
@@ -278,7 +278,7 @@ def test_store_training_on_column_subset(tiny_store):
 
 def test_encode_proteins_pooling_matches_dense(tiny_store):
     store, X = tiny_store
-    sae = train_sae(store, SAEConfig("topk", n_latents=96, k=3), TrainConfig(batch_size=256, n_steps=20, seed=0),
+    sae = train_sae(store, SAEConfig("topk", n_latents=96, k=3), TrainConfig(batch_size=256, n_steps=20), seed=0,
                     columns="8:40", progress=False)
     for pooling in ("max", "mean"):
         M = encode_proteins(sae, store, pooling=pooling, batch_rows=700, chunk_rows=128)
@@ -311,18 +311,33 @@ def test_cli_train_and_eval(tiny_store, tmp_path, capsys):
     store, _ = tiny_store
     out = tmp_path / "sae"
     rc = main(["sae", "train", "--store", str(store.path), "--columns", "0:48", "--out", str(out), "--n-latents", "64",
-               "--k", "3", "--steps", "15", "--batch-size", "256", "--lr", "3e-3", "--no-progress"])
+               "--k", "3", "--n-steps", "15", "--batch-size", "256", "--lr", "3e-3", "--no-progress"])
     assert rc == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    cfg = json.loads((out / "cfg.json").read_text())
-    assert cfg["metrics"]["heldout"]["fvu"] == pytest.approx(line["fvu"])
-    assert cfg["split"]["by"] == "protein" and not (out / "checkpoint").exists()
+    cfg = json.loads((out / "sae" / "cfg.json").read_text())
+    assert cfg["metrics"]["fvu"] == pytest.approx(line["fvu"])
+    assert cfg["split"]["fraction"] == 0.1 and not (out / ".checkpoints").exists()
     rc = main(["sae", "eval", str(out), "--json", str(tmp_path / "m.json")])
     assert rc == 0
     again = json.loads((tmp_path / "m.json").read_text())
+    # the held-out proteins are re-derived from the recorded split: the same rows, the same FVU
     assert again["fvu"] == pytest.approx(line["fvu"], rel=1e-12)
+    rc = main(["sae", "eval", str(out), "--rows", "all", "--json", str(tmp_path / "all.json")])
+    assert rc == 0 and json.loads((tmp_path / "all.json").read_text())["n_vectors"] == store.n_rows
     assert main(["sae", "train", "--store", str(store.path), "--out", str(tmp_path / "x"), "--k", "999",
                  "--n-latents", "64", "--no-progress"]) == 1
+
+
+def test_one_split_for_pipeline_cli_and_eval(tiny_store):
+    """The split depends on the protein ids and the seed only; eval refuses a store with other proteins."""
+    from rd_interp.io.split import protein_split
+
+    store, _ = tiny_store
+    tr, held, rec = split_rows(store, 0.1, 1)
+    t2, h2 = protein_split(list(reversed(store.ids)), 0.1, 1)
+    assert sorted(store.ids[i] for i in np.unique(np.searchsorted(store.offsets, held, side="right") - 1)) == \
+        sorted(list(reversed(store.ids))[i] for i in h2)
+    assert rec["n_heldout_proteins"] == h2.size == round(0.1 * store.n_proteins)
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])

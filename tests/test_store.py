@@ -196,3 +196,23 @@ def test_empty_and_large_protein(tmp_path):
     big = [("BIG", np.ones((50, DIM), np.float32)), ("S", np.zeros((3, DIM), np.float32))]
     st = _write(tmp_path / "b", big)  # protein longer than shard_rows gets its own shard
     assert st.get("BIG").shape == (50, DIM) and st.n_rows == 53
+
+
+def test_appends_are_linear(tmp_path):
+    """Appending N proteins costs O(N) (the duplicate-id check is incremental, not rebuilt per append)."""
+    import time
+
+    x = np.zeros((1, 4), np.float32)
+
+    def cost(n):
+        best = float("inf")
+        for rep in range(3):
+            w = StoreWriter(tmp_path / f"s{n}_{rep}", dim=4, manifest={"model": "x"}, dtype="float32")
+            t = time.perf_counter()
+            for i in range(n):
+                w.append(f"P{i}", x)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    small, large = cost(2000), cost(16000)
+    assert large / small < 16, (small, large)  # linear: ~8x; the old quadratic check gave ~60x

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import argparse
 
+from rd_interp.cli.args import add_config_args, config_from_args
+from rd_interp.io.manifest import file_input
+from rd_interp.plm.config import EmbedConfig
+
 ORDER = 20
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="per-residue embeddings of a FASTA file into a resumable store",
-                       description="Embed every protein of FASTA with an ESM-2 model or a shipped family member. "
-                                   "Rerunning the same command resumes an interrupted run.")
+                       description="Embed every protein of FASTA with an ESM-2 model or a shipped family member "
+                                   "into OUT/store (an embedding store) and write OUT/manifest.json, which "
+                                   "`rd-interp distill` and `rd-interp sae train` read. Rerunning the same "
+                                   "command resumes an interrupted run.")
     p.add_argument("fasta", help="FASTA file (.gz ok)")
     p.add_argument("--model", default="mini-L",
                    help="ESM-2 size (8M, 35M, 150M, 650M, 3B, 15B), fair-esm name, shipped member "
                         "(mini-S, mini-M, mini-L) or a .pt checkpoint path (default: mini-L)")
-    p.add_argument("--out", required=True, help="store directory")
-    p.add_argument("--layer", type=int, default=None, help="layer to extract (default: final)")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage dtype")
+    p.add_argument("--out", required=True, help="output folder (the store goes to OUT/store)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--max-tokens", type=int, default=None, help="padded tokens per batch (default 8192 CPU / 32768 CUDA)")
-    p.add_argument("--long-mode", choices=("truncate", "window"), default="truncate",
-                   help="sequences over --max-residues: keep the first residues (default) or sliding windows")
-    p.add_argument("--max-residues", type=int, default=1022)
-    p.add_argument("--window-overlap", type=int, default=256)
-    p.add_argument("--weights-dir", default=None, help="folder holding ESM-2 .pt files (checked before the torch hub cache)")
-    p.add_argument("--autocast", choices=("auto", "none", "bf16", "fp16"), default="auto",
-                   help="CUDA mixed precision (never used on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-fused-attention", action="store_true",
-                   help="use fair-esm's own attention code instead of the fused (faster, equal to rounding) forward")
     p.add_argument("--no-progress", action="store_true")
+    add_config_args(p, EmbedConfig, table="models")
     p.set_defaults(func=_embed)
 
     f = sub.add_parser("family", help="train an ESM-2-architecture model family (MLM) on your sequences")
@@ -50,18 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _embed(args) -> int:
     import torch
 
-    from rd_interp.plm.embed import EmbedConfig, embed_fasta
+    from rd_interp.plm import run as embed_stage
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = EmbedConfig(model=args.model, layer=args.layer, dtype=args.dtype, device=args.device,
-                      max_tokens=args.max_tokens, long_mode=args.long_mode, max_residues=args.max_residues,
-                      window_overlap=args.window_overlap, weights_dir=args.weights_dir, autocast=args.autocast,
-                      fast=not args.no_fused_attention)
-    store = embed_fasta(args.fasta, args.out, cfg, progress=not args.no_progress)
-    size = store.nbytes
-    print(f"{args.out}: {store.n_proteins} proteins, {store.n_rows} residues, dim {store.dim}, "
-          f"{store.dtype}, {size / 1e6:.1f} MB ({store.manifest['model']} layer {store.manifest['layer']})")
+    cfg = config_from_args(EmbedConfig, args, table="models")
+    m = embed_stage.run({"sequences": file_input(args.fasta)}, cfg, args.out, model=args.model,
+                        device=args.device, fasta=args.fasta, progress=not args.no_progress)
+    r = m.result
+    truncated = f"; {r['n_truncated']} longer than {cfg.max_residues} residues truncated" if r["n_truncated"] else ""
+    print(f"{args.out}: {r['n_proteins']} proteins, {r['n_rows']} residues, dim {r['dim']} "
+          f"({r['model']} layer {r['layer']}){truncated}")
     return 0
 
 

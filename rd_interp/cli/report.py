@@ -1,4 +1,4 @@
-"""`rd-interp report`: re-render a report from a finished run's summary.json (no recomputation)."""
+"""`rd-interp report`: render a report from enrich stage folders, or re-render one from its summary.json."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ ORDER = 60
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
-        help="re-render the HTML/Markdown/JSON report from a run's summary.json",
+        help="render the HTML/Markdown/JSON report from enrich folders, or re-render it from summary.json",
         description=(
-            "Re-render report.html (self-contained), report.md, summary.json and figures/*.png from a summary. "
-            "The argument is a summary.json file or a run directory holding summary.json (or report/summary.json); "
-            "a run_info.json beside it (stage timings, device) is carried over. "
-            "Nothing is recomputed, so this is how to restyle or move a report."
+            "With folders written by `rd-interp enrich` (one per SAE; spaces in the order given): gather them "
+            "and everything upstream (encode, SAE, stores, data) into summary.json and render report.html "
+            "(self-contained), report.md and figures/*.png into --out. With a summary.json or a run folder "
+            "holding one (or report/summary.json): re-render it, nothing recomputed (a run_info.json beside it "
+            "is carried over); this is how to restyle or move a report."
         ),
     )
-    p.add_argument("source", metavar="RUN_DIR_OR_SUMMARY_JSON", help="summary.json or a run directory")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="enrich stage folders, or one summary.json / run folder to re-render")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default: the folder holding summary.json)")
+                   help="output folder (default: the folder holding summary.json; required for enrich folders)")
     p.add_argument("--no-figures", action="store_true", help="tables only; skip matplotlib figures")
+    p.add_argument("--title", default=None, help="report title (enrich folders only)")
     p.set_defaults(func=run)
 
 
@@ -35,14 +38,33 @@ def _summary_path(source: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rd_interp.report import load_run_info, load_summary, render
+    from rd_interp.io.manifest import is_stage_dir, load_manifest
 
-    source = Path(args.source)
-    summary = load_summary(source)
-    summary_path = _summary_path(source)
-    run_info = load_run_info(summary_path)  # this run's timings/device, kept beside summary.json
-    out = Path(args.out) if args.out else summary_path.parent
-    written = render(summary, out, figures=not args.no_figures, run_info=run_info)
+    sources = [Path(s) for s in args.sources]
+    if all(is_stage_dir(s) for s in sources):
+        from rd_interp.report import run as report_stage
+        from rd_interp.report.config import ReportConfig
+
+        if args.out is None:
+            raise ValueError("--out is required when rendering from enrich folders")
+        stages = [load_manifest(s) for s in sources]
+        bad = [str(m.dir) for m in stages if m.stage != "enrich"]
+        if bad:
+            raise ValueError(f"{bad[0]}: not an enrich folder (a {load_manifest(bad[0]).stage!r} stage)")
+        cfg = ReportConfig(figures=not args.no_figures, **({"title": args.title} if args.title else {}))
+        m = report_stage.run({"enrich": stages}, cfg, args.out)
+        written = {name: m.dir / name for name in m.files}
+    else:
+        if len(sources) != 1:
+            raise ValueError("give one summary.json or run folder to re-render, or enrich stage folders")
+        from rd_interp.report import load_run_info, load_summary, render
+
+        source = sources[0]
+        summary = load_summary(source)
+        summary_path = _summary_path(source)
+        run_info = load_run_info(summary_path)  # this run's timings/device, kept beside summary.json
+        out = Path(args.out) if args.out else summary_path.parent
+        written = render(summary, out, figures=not args.no_figures, run_info=run_info)
     print(f"report: {written['report.html']}")
     print(f"markdown: {written['report.md']}")
     n_fig = sum(1 for k in written if k.startswith("figures/"))

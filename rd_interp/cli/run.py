@@ -12,7 +12,7 @@ ORDER = 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    stages = "data, embed, distill, sae, enrich, report"
+    stages = "data, embed, distill, sae, encode, enrich, report"
 
     p = sub.add_parser(
         "run", help="run the whole job from a TOML/JSON config (cached, resumable)",
@@ -34,10 +34,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("config", help="print a config template (the demo defaults) as TOML",
-                       description="Print the full run configuration with its defaults, as TOML, to edit and "
-                                   "pass to `rd-interp run`. With --check FILE, validate a config instead.")
-    p.add_argument("--check", metavar="FILE", help="validate this config and exit")
+                       description="Print the full run configuration with its defaults, as TOML with each option's "
+                                   "help as a comment, to edit and pass to `rd-interp run`. With --check FILE, "
+                                   "validate a config instead; with --upgrade FILE, rewrite a config that uses "
+                                   "renamed keys (the old file is kept as FILE.bak).")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--check", metavar="FILE", help="validate this config and exit")
+    g.add_argument("--upgrade", metavar="FILE", help="migrate renamed keys of this config file in place")
     p.set_defaults(func=_cmd_config)
+
+    p = sub.add_parser("verify", help="check every cached stage of a run against its manifest (full checksums)",
+                       description="Recompute the sha256 of every file every stage manifest under OUT/stages "
+                                   "records (cached runs only check sizes and files up to 64 MiB). Exits 1 "
+                                   "naming each damaged file; the next `rd-interp run` recomputes those stages.")
+    p.add_argument("run_dir", help="output folder of `rd-interp run`/`demo`")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
         "explain", help="latents a new protein activates most, and their GO terms (needs a finished run)",
@@ -50,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="which SAE seed (default: the first)")
     p.add_argument("--top", type=int, default=10, help="latents per protein (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.set_defaults(func=_cmd_explain)
 
 
@@ -58,6 +70,8 @@ def _common(p: argparse.ArgumentParser, stages: str) -> None:
     p.add_argument("--until", default="report", help=f"stop after this stage ({stages})")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="recompute this stage kind even if cached (repeatable)")
+    p.add_argument("--no-recompute", action="store_true",
+                   help="fail (instead of recomputing with a warning) when a cached stage fails verification")
 
 
 def _load(path: str):
@@ -72,15 +86,14 @@ def _execute(cfg, args) -> int:
     if args.device:
         cfg.device = args.device
     t0 = time.perf_counter()
-    pipe = Pipeline(cfg, force=tuple(args.force))
+    pipe = Pipeline(cfg, force=tuple(args.force), no_recompute=args.no_recompute)
     stages = pipe.run(until=args.until)
     print(f"finished in {time.perf_counter() - t0:.1f} s; stage times (s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in pipe.timings.items()))
-    report = stages.get("report", {}).get("paths", {})
-    if report:
-        print(f"report: {report.get('report.html')}")
-        print(f"        {report.get('report.md')}")
-        print(f"        {report.get('summary.json')}")
+    report = stages.get("report")
+    if report is not None:
+        for name in ("report.html", "report.md", "summary.json"):
+            print(f"{'report:' if name == 'report.html' else '':8}{report.dir / name}")
     return 0
 
 
@@ -98,21 +111,54 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_config(args) -> int:
-    from rd_interp.config import RunConfig, demo_config
+    from rd_interp.config import RunConfig, demo_config, migrate
+    from rd_interp.io.atomic import write_text
+    from rd_interp.io.serialize import dumps_toml, read_config_file
 
     if args.check:
         cfg = RunConfig.load(args.check)
         print(f"{args.check}: OK ({len(cfg.models.family)} models, {len(cfg.sae.seeds)} SAE seeds, "
               f"spaces {cfg.sae.spaces})")
         return 0
+    if args.upgrade:
+        path = Path(args.upgrade)
+        data, notes = migrate(read_config_file(path))
+        RunConfig.from_dict(data)  # validate before writing anything
+        if not notes:
+            print(f"{path}: nothing to migrate")
+            return 0
+        path.with_name(path.name + ".bak").write_bytes(path.read_bytes())
+        write_text(path, dumps_toml(data) if path.suffix != ".json" else json.dumps(data, indent=2) + "\n")
+        for n in notes:
+            print(f"{path}: {n.split(' (')[0]}")
+        print(f"{path}: rewritten (old file kept as {path.name}.bak; comments are not carried over)")
+        return 0
     sys.stdout.write(demo_config().to_toml())
     return 0
+
+
+def _cmd_verify(args) -> int:
+    from rd_interp.io.manifest import MANIFEST, load_manifest
+
+    root = Path(args.run_dir)
+    stage_dirs = sorted(p.parent for p in (root / "stages").glob(f"*/{MANIFEST}"))
+    if not stage_dirs:
+        raise FileNotFoundError(f"{root}: no finished stages under {root / 'stages'}")
+    bad = 0
+    for d in stage_dirs:
+        problems = load_manifest(d).verify(full=True)
+        for problem in problems:
+            print(f"DAMAGED {problem}")
+        bad += bool(problems)
+    print(f"{root}: {len(stage_dirs)} stages checked, {bad} damaged")
+    return 1 if bad else 0
 
 
 def _cmd_explain(args) -> int:
     from rd_interp.pipeline.explain import explain
 
-    rows = explain(Path(args.run_dir), args.query, space=args.space, seed=args.seed, top=args.top)
+    rows = explain(Path(args.run_dir), args.query, space=args.space, seed=args.seed, top=args.top,
+                   device=args.device)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

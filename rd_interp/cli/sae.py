@@ -1,134 +1,87 @@
-"""`rd-interp sae train` / `rd-interp sae eval`: sparse autoencoders on an embedding store (or .npy)."""
+"""`rd-interp sae train | encode | eval`: the SAE stages on stage folders or plain embedding stores."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-from pathlib import Path
+
+from rd_interp.cli.args import add_config_args, config_from_args
+from rd_interp.sae.config import EncodeConfig, SAETrainConfig
 
 ORDER = 40
 
-log = logging.getLogger(__name__)
-
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sae", help="train / evaluate sparse autoencoders on embeddings")
+    p = subparsers.add_parser("sae", help="train / encode with / evaluate sparse autoencoders")
     sub = p.add_subparsers(dest="sae_command", metavar="SUBCOMMAND")
 
-    t = sub.add_parser("train", help="train an SAE (TopK+AuxK by default) and evaluate it on held-out proteins")
-    _add_data_args(t)
-    t.add_argument("--out", required=True, help="output directory (sae.safetensors + cfg.json)")
-    t.add_argument("--config", help="TOML/JSON file with [sae] and [train] tables (flags override it)")
-    t.add_argument("--arch", choices=["topk", "batchtopk", "relu"], help="architecture (default topk)")
-    t.add_argument("--n-latents", type=int, help="dictionary size (default 4096)")
-    t.add_argument("--k", type=int, help="active latents per vector (default 32)")
-    t.add_argument("--l1-coeff", type=float, help="ReLU only: L1 weight (default 5)")
-    t.add_argument("--steps", type=int, help="optimizer steps (default: 5 epochs, at most 50M vectors)")
-    t.add_argument("--tokens", type=int, help="training vectors instead of --steps")
-    t.add_argument("--batch-size", type=int, help="vectors per step (default 4096)")
-    t.add_argument("--lr", type=float, help="learning rate (default 2e-4*sqrt(2^14/n_latents))")
-    t.add_argument("--seed", type=int, help="seed for init, data order and split (default 0)")
-    t.add_argument("--device", help="auto|cpu|cuda (default auto)")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
-    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 500)")
+    t = sub.add_parser("train", help="train an SAE (TopK+AuxK by default) and evaluate it on held-out proteins",
+                       description="Train one SAE on a store (a folder written by `rd-interp embed`, an rd store, "
+                                   "or a stage folder holding one) and evaluate it on proteins held out by the "
+                                   "package's one protein split. Writes OUT/sae/ (sae.safetensors + cfg.json), "
+                                   "OUT/metrics.json and OUT/manifest.json. Rerunning resumes from checkpoints.")
+    t.add_argument("--store", required=True, help="embedding store, or a stage folder holding one")
+    t.add_argument("--columns", default=None,
+                   help="column block 'a:b' (e.g. the base prefix or the residual block of an rd space)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default 0)")
+    t.add_argument("--label", default=None, help="name of the space in reports (default: the store's model)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_args(t, SAETrainConfig, table="sae")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="held-out metrics of a saved SAE (FVU, L0, dead/dense fractions ...)")
-    e.add_argument("sae_dir", help="directory written by `sae train`")
-    _add_data_args(e, required=False)
-    e.add_argument("--rows", choices=["heldout", "all"], default="heldout",
-                   help="evaluate on the held-out split recorded at training (default) or on all rows")
-    e.add_argument("--json", help="also write the metrics to this JSON file")
-    e.set_defaults(func=cmd_eval)
+    e = sub.add_parser("encode", help="pooled SAE activations per protein (the scores `rd-interp enrich` reads)",
+                       description="Encode every protein of the SAE's training store (or --store) and pool its "
+                                   "residue activations: OUT/scores.npz + OUT/proteins.txt (+ decoder_share.npy "
+                                   "for an SAE on a whole rd store).")
+    e.add_argument("sae_dir", help="folder written by `rd-interp sae train`")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--store", default=None, help="encode this store instead of the SAE's training store")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_config_args(e, EncodeConfig, table="encode")
+    e.set_defaults(func=cmd_encode)
+
+    v = sub.add_parser("eval", help="held-out metrics of a saved SAE (FVU, L0, dead/dense fractions ...)")
+    v.add_argument("sae_dir", help="folder written by `rd-interp sae train`")
+    v.add_argument("--store", default=None, help="evaluate on this store (default: the SAE's training store)")
+    v.add_argument("--rows", choices=["heldout", "all"], default="heldout",
+                   help="the proteins held out at training (default, re-derived and checked) or all rows")
+    v.add_argument("--json", help="also write the metrics to this JSON file")
+    v.set_defaults(func=cmd_eval)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--store", help="embedding store directory")
-    g.add_argument("--npy", help="a float [N, D] .npy array instead of a store (memory-mapped)")
-    p.add_argument("--columns", help="column subset 'a:b' (e.g. the base prefix of an rd space) or 'i,j,k'")
-    p.add_argument("--holdout", type=float, default=None,
-                   help="held-out fraction (by protein for a store; default 0.05)")
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
 
-
-def _open_data(args):
-    import numpy as np
-
-    if args.store:
-        from rd_interp.io.store import EmbeddingStore
-
-        return EmbeddingStore(args.store), {"store": str(Path(args.store).resolve())}
-    path = Path(args.npy)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D [N, D] array, got shape {arr.shape}")
-    return arr, {"npy": str(path.resolve())}
-
-
-def _source(data, columns, src: dict):
-    """Wrap the input so errors name the file (not just "array")."""
-    from rd_interp.sae.data import DataSource
-
-    return DataSource(data, columns, name=src.get("npy") or src.get("store"))
+        torch.set_num_threads(n)
 
 
 def cmd_train(args) -> int:
-    from rd_interp.io.atomic import write_json
-    from rd_interp.io.serialize import from_dict, to_dict
-    from rd_interp.sae.data import split_rows
-    from rd_interp.sae.io import save_sae
-    from rd_interp.sae.metrics import evaluate
-    from rd_interp.sae.model import SAEConfig
-    from rd_interp.sae.train import TrainConfig, train_sae
+    from rd_interp.io.inputs import open_store
+    from rd_interp.sae import run as sae_stage
 
-    sae_d: dict = {}
-    train_d: dict = {}
-    holdout = 0.05
-    if args.config:
-        path = Path(args.config)
-        raw = _read_table(path)
-        unknown = sorted(set(raw) - {"sae", "train", "holdout"})
-        if unknown:
-            raise ValueError(f"{path}: unknown table(s) {unknown}; allowed: sae, train, holdout")
-        sae_d = dict(raw.get("sae", {}))
-        train_d = dict(raw.get("train", {}))
-        holdout = float(raw.get("holdout", holdout))
-    for key, val in (("architecture", args.arch), ("n_latents", args.n_latents), ("k", args.k),
-                     ("l1_coeff", args.l1_coeff)):
-        if val is not None:
-            sae_d[key] = val
-    for key, val in (("n_steps", args.steps), ("n_tokens", args.tokens), ("batch_size", args.batch_size),
-                     ("lr", args.lr), ("seed", args.seed), ("device", args.device), ("num_threads", args.threads),
-                     ("checkpoint_every", args.checkpoint_every)):
-        if val is not None:
-            train_d[key] = val
-    if args.holdout is not None:
-        holdout = args.holdout
-    sae_cfg = from_dict(SAEConfig, sae_d, "sae")
-    train_cfg = from_dict(TrainConfig, train_d, "train")
-    data, src = _open_data(args)
-    data = _source(data, args.columns, src)
-    train_rows, held_rows = split_rows(data, holdout, seed=train_cfg.seed)
-    out = Path(args.out)
-    ckpt = out / "checkpoint"
-    sae = train_sae(data, sae_cfg, train_cfg, rows=train_rows, checkpoint_dir=ckpt, progress=not args.no_progress)
-    metrics = evaluate(sae, data, rows=held_rows if held_rows.size else None)
-    extra = {"split": {"holdout": holdout, "seed": train_cfg.seed, "n_train_rows": int(train_rows.size),
-                       "n_heldout_rows": int(held_rows.size), "by": "protein" if args.store else "row"},
-             "metrics": {"heldout": metrics}, "input": src, "config": {"sae": to_dict(sae_cfg),
-                                                                       "train": to_dict(train_cfg)}}
-    save_sae(sae, out, extra)
-    write_json(out / "metrics.json", metrics)
-    # The checkpoint is only needed while training; the saved SAE is the result.
-    (ckpt / "checkpoint.pt").unlink(missing_ok=True)
-    if ckpt.is_dir() and not any(ckpt.iterdir()):
-        ckpt.rmdir()
-    print(json.dumps({k: metrics[k] for k in ("fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction")}))
+    _threads(args.threads)
+    cfg = config_from_args(SAETrainConfig, args, table="sae")
+    store, _ = open_store(args.store)
+    label = args.label or str(store.manifest.get("model") or store.path.name)
+    m = sae_stage.train({"store": args.store}, cfg, args.out, seed=args.seed, columns=args.columns, label=label,
+                        device=args.device, progress=not args.no_progress)
+    met = m.result["metrics"]
+    print(json.dumps({k: met[k] for k in ("fvu", "mse", "cosine", "l0", "dead_fraction", "dense_fraction")}))
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from rd_interp.io.manifest import load_manifest
+    from rd_interp.sae import run as sae_stage
+
+    _threads(args.threads)
+    cfg = config_from_args(EncodeConfig, args, table="encode")
+    m = sae_stage.encode({"sae": load_manifest(args.sae_dir)}, cfg, args.out, store=args.store)
+    print(json.dumps({"out": str(args.out), **{k: m.result[k] for k in ("n_proteins", "n_latents", "nnz")}}))
     return 0
 
 
@@ -136,44 +89,22 @@ def cmd_eval(args) -> int:
     import numpy as np
 
     from rd_interp.io.atomic import write_json
-    from rd_interp.sae.data import split_rows
+    from rd_interp.io.inputs import input_store, open_store
+    from rd_interp.io.manifest import is_stage_dir, load_manifest
     from rd_interp.sae.io import load_sae
     from rd_interp.sae.metrics import evaluate
+    from rd_interp.sae.run import heldout_rows
 
     sae = load_sae(args.sae_dir)
-    cfg = sae.saved_cfg_
-    if not args.store and not args.npy:
-        inp = cfg.get("input") or {}
-        if "store" in inp:
-            args.store = inp["store"]
-        elif "npy" in inp:
-            args.npy = inp["npy"]
-        else:
-            raise ValueError(f"{args.sae_dir}: cfg.json records no input; pass --store or --npy")
-    data, src = _open_data(args)
-    columns = args.columns if args.columns is not None else (cfg.get("source") or {}).get("columns")
-    data = _source(data, columns, src)
-    rows = None
-    if args.rows == "heldout":
-        split = cfg.get("split") or {}
-        holdout = args.holdout if args.holdout is not None else split.get("holdout", 0.05)
-        _, rows = split_rows(data, holdout, seed=int(split.get("seed", 0)))
-        if rows.size == 0:
-            raise ValueError("held-out split is empty; use --rows all")
-    metrics = evaluate(sae, data, rows=rows)
+    if args.store:
+        store = open_store(args.store)[0]
+    elif is_stage_dir(args.sae_dir):
+        store = input_store(load_manifest(args.sae_dir))
+    else:
+        raise ValueError(f"{args.sae_dir}: not a folder of `rd-interp sae train`; pass --store")
+    rows = heldout_rows(sae, store) if args.rows == "heldout" else None
+    metrics = evaluate(sae, store, columns=(sae.provenance.source or {}).get("columns"), rows=rows)
     if args.json:
         write_json(args.json, metrics)
     print(json.dumps(metrics, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
     return 0
-
-
-def _read_table(path: Path) -> dict:
-    from rd_interp.io.serialize import tomllib  # stdlib on 3.11+, tomli before
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot parse: {exc}") from None

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rd_interp.distill.reverse import ReverseDistiller, _is_store, aligned_chunks, check_aligned
+from rd_interp.distill.reverse import ReverseDistiller
 from rd_interp.distill.stats import as_2d
+from rd_interp.distill.stores import aligned_chunks, check_aligned, is_store, transform_stores
 from rd_interp.io.atomic import read_json, sha256_json, write_json
 from rd_interp.io.provenance import versions
 
@@ -29,102 +30,71 @@ CHAIN_FORMAT = "rd_interp.reverse_distillation_chain/1"
 MODES = ("chain", "direct")
 
 
-def _store_identity(store: Any) -> dict:
-    """What identifies an input store in a derived store's manifest (for resume refusal)."""
-    m = store.manifest
-    return {"path": str(store.path), "model": m.get("model"), "dim": int(store.dim), "n_rows": int(store.n_rows),
-            "shards_sha256": sha256_json(m.get("shards", []))}
-
-
-def transform_stores(fn: Callable[[list], Any], stores: Sequence[Any], out_path: str | os.PathLike, *, dim: int,
-                     model: str, fingerprint: str, dtype: str | None = None, chunk_rows: int = 65536,
-                     progress: bool = False, shard_rows: int = 1 << 20) -> Any:
-    """Write fn(blocks) for aligned protein-complete blocks of `stores` into a new store.
-
-    Resumable: proteins already committed to `out_path` are skipped; a store made by a different model
-    or from different inputs is refused (StoreWriter compares manifests).
-    """
-    from rd_interp.io.store import StoreWriter
-
-    check_aligned(stores)
-    ref = stores[-1]
-    dtype = dtype or str(ref.dtype)
-    manifest = {
-        "model": model,
-        "kind": "reverse_distillation",
-        "distiller_fingerprint": fingerprint,
-        "inputs": [_store_identity(s) for s in stores],
-    }
-    for k in ("layer", "sequence_file", "sequence_sha256"):  # the keys plm.embed writes
-        if k in ref.manifest:
-            manifest[k] = ref.manifest[k]
-    writer = StoreWriter(out_path, dim=dim, manifest=manifest, dtype=dtype, shard_rows=shard_rows)
-    ids, offsets, lengths = ref.ids, np.asarray(ref.offsets), np.asarray(ref.lengths)
-    i, n_prot = 0, len(ids)
-    while i < n_prot and ids[i] in writer.done:
-        i += 1
-    if i:
-        log.info("%s: %d/%d proteins already written, resuming", out_path, i, n_prot)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_prot, initial=i, unit="protein", desc=f"rd -> {Path(out_path).name}")
-    try:
-        while i < n_prot:
-            j, rows = i, 0
-            while j < n_prot and (j == i or rows + lengths[j] <= chunk_rows):
-                rows += int(lengths[j])
-                j += 1
-            a, b = int(offsets[i]), int(offsets[i] + rows)
-            out = fn([s.rows(a, b) for s in stores])
-            out = out.detach().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
-            pos = 0
-            for k in range(i, j):
-                L = int(lengths[k])
-                if ids[k] not in writer.done:
-                    writer.append(ids[k], out[pos:pos + L])
-                pos += L
-            if bar is not None:
-                bar.update(j - i)
-            i = j
-        return writer.close()
-    finally:
-        if bar is not None:
-            bar.close()
-
-
 class ReverseDistillationChain:
     """Fit/apply reverse distillation along a family H_0 (smallest) ... H_K (largest).
 
-    `names` labels the members (e.g. ["8M", "35M", "150M"]); other keyword arguments are passed to each
-    step's ReverseDistiller (regressor, sigma_sq, alpha, device, chunk_rows, ...).
+    `names` labels the members (e.g. ["8M", "35M", "150M"]; None: the stores' model names, fitted as
+    ``names_``); the other parameters are those of each step's ReverseDistiller. A scikit-learn estimator:
+    fit never changes a parameter, and ``sklearn.base.clone`` round-trips.
     """
 
-    def __init__(self, names: Sequence[str] | None = None, mode: str = "chain", **distiller_kwargs: Any):
+    def __init__(self, names: Sequence[str] | None = None, mode: str = "chain", *, regressor: str = "pcr",
+                 sigma_sq: float | None = None, alpha: float = 1.0, min_variance_explained: float = 0.95,
+                 device: str = "cpu", chunk_rows: int = 65536):
+        self.names = names
+        self.mode = mode
+        self.regressor = regressor
+        self.sigma_sq = sigma_sq
+        self.alpha = alpha
+        self.min_variance_explained = min_variance_explained
+        self.device = device
+        self.chunk_rows = chunk_rows
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.names = list(names) if names is not None else None
-        self.mode = mode
-        self.distiller_kwargs = dict(distiller_kwargs)
-        self.chunk_rows = int(self.distiller_kwargs.get("chunk_rows", 65536))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {k: getattr(self, k) for k in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> ReverseDistillationChain:
+        bad = sorted(set(params) - set(self._get_param_names()))
+        if bad:
+            raise ValueError(f"invalid parameter(s) {bad}; valid: {self._get_param_names()}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        return self
+
+    def _step_params(self) -> dict[str, Any]:
+        """The ReverseDistiller parameters shared by every step (introspected, not listed by hand)."""
+        own = set(ReverseDistiller._get_param_names())
+        return {k: v for k, v in self.get_params().items() if k in own}
 
     # -- helpers --------------------------------------------------------------------------------
     def _prepare(self, embeddings: Sequence[Any]) -> list:
         if len(embeddings) < 2:
             raise ValueError(f"a chain needs at least 2 embeddings (small -> large), got {len(embeddings)}")
-        srcs = [e if _is_store(e) else as_2d(e, f"embedding {i}") for i, e in enumerate(embeddings)]
-        dims = [s.dim if _is_store(s) else s.shape[1] for s in srcs]
+        srcs = [e if is_store(e) else as_2d(e, f"embedding {i}") for i, e in enumerate(embeddings)]
+        dims = [s.dim if is_store(s) else s.shape[1] for s in srcs]
         if any(b <= a for a, b in zip(dims, dims[1:])) and self.mode == "chain":
             raise ValueError(f"chain widths must increase strictly (small -> large), got {dims}")
         if self.mode == "direct" and any(d <= dims[0] for d in dims[1:]):
             raise ValueError(f"direct jumps need every target wider than the source, got {dims}")
         if self.names is not None and len(self.names) != len(srcs):
             raise ValueError(f"{len(self.names)} names for {len(srcs)} embeddings")
-        if self.names is None:
-            self.names = [str(s.manifest.get("model")) if _is_store(s) else f"H{i}" for i, s in enumerate(srcs)]
         check_aligned(srcs)
         return srcs
+
+    def _names_for(self, srcs: list) -> list[str]:
+        if self.names is not None:
+            return [str(n) for n in self.names]
+        return [str(s.manifest.get("model")) if is_store(s) else f"H{i}" for i, s in enumerate(srcs)]
 
     def _small_block(self, blocks: list, k: int) -> Any:
         """The small input of step k (0-based) for one row block: rd_k in chain mode, H_0 in direct mode."""
@@ -139,22 +109,25 @@ class ReverseDistillationChain:
     def fit(self, embeddings: Sequence[Any]) -> ReverseDistillationChain:
         """embeddings: arrays and/or aligned stores, smallest model first."""
         srcs = self._prepare(embeddings)
+        self.names_ = self._names_for(srcs)
         self.steps_: list[ReverseDistiller] = []
+        chunk = int(self.chunk_rows)
         for k in range(1, len(srcs)):
-            small_name = self.names[0] if self.mode == "direct" else (
-                self.names[0] if k == 1 else "+".join(self.names[:k]))
-            step = ReverseDistiller(**self.distiller_kwargs, small_name=small_name, large_name=self.names[k])
+            small_name = self.names_[0] if self.mode == "direct" else (
+                self.names_[0] if k == 1 else "+".join(self.names_[:k]))
+            step = ReverseDistiller(**{**self._step_params(), "small_name": small_name,
+                                       "large_name": self.names_[k]})
             used = [0] + (list(range(1, k)) if self.mode == "chain" else []) + [k]
             sub = [srcs[i] for i in used]
 
             def pairs(sub=sub, k=k):
-                for blocks in aligned_chunks(sub, self.chunk_rows):
+                for blocks in aligned_chunks(sub, chunk):
                     full = blocks if self.mode == "chain" else [blocks[0]] + [None] * (k - 1) + [blocks[-1]]
                     yield self._small_block(full, k - 1), blocks[-1]
 
             step.fit(pairs())
             self.steps_.append(step)
-            log.info("chain step %d/%d (%s -> %s) fitted", k, len(srcs) - 1, small_name, self.names[k])
+            log.info("chain step %d/%d (%s -> %s) fitted", k, len(srcs) - 1, small_name, self.names_[k])
         return self
 
     fit_stores = fit
@@ -166,7 +139,7 @@ class ReverseDistillationChain:
         n = check_aligned(srcs)
         outs: list = [None] * len(self.steps_)
         start = 0
-        for blocks in aligned_chunks(srcs, self.chunk_rows):
+        for blocks in aligned_chunks(srcs, int(self.chunk_rows)):
             rows = blocks[0].shape[0]
             for k, r in enumerate(self._transform_blocks(blocks)):
                 r = r.detach().cpu().numpy() if hasattr(r, "detach") else r
@@ -174,7 +147,7 @@ class ReverseDistillationChain:
                     outs[k] = np.empty((n, r.shape[1]), dtype=r.dtype)
                 outs[k][start:start + rows] = r
             start += rows
-        if isinstance(embeddings[0], (np.ndarray,)) or _is_store(embeddings[0]):
+        if isinstance(embeddings[0], (np.ndarray,)) or is_store(embeddings[0]):
             return outs
         import torch
 
@@ -184,7 +157,7 @@ class ReverseDistillationChain:
         if len(embeddings) != len(self.steps_) + 1:
             raise ValueError(f"expected {len(self.steps_) + 1} embeddings for a {len(self.steps_)}-step chain, "
                              f"got {len(embeddings)}")
-        return [e if _is_store(e) else as_2d(e, f"embedding {i}") for i, e in enumerate(embeddings)]
+        return [e if is_store(e) else as_2d(e, f"embedding {i}") for i, e in enumerate(embeddings)]
 
     def _transform_blocks(self, blocks: list, upto: int | None = None) -> list:
         outs, rd = [], blocks[0]
@@ -215,7 +188,8 @@ class ReverseDistillationChain:
             fn = lambda blocks: st.transform(blocks[0], blocks[1])
         fp = sha256_json([s.fingerprint() for s in self.steps_[: k + 1]])
         return transform_stores(fn, sub, out_path, dim=st.k_small_ + st.n_components_, model=st.model_name(),
-                                fingerprint=fp, dtype=dtype, chunk_rows=self.chunk_rows, progress=progress)
+                                fingerprint=fp, dtype=dtype, chunk_rows=int(self.chunk_rows), progress=progress,
+                                blocks=st.blocks())
 
     def transform_store(self, store_small_rd: Any, store_large: Any, out_path: str | os.PathLike, *,
                         step: int | None = None, dtype: str | None = None, progress: bool = False) -> Any:
@@ -242,7 +216,7 @@ class ReverseDistillationChain:
 
     def summary(self) -> dict:
         self._check_fitted()
-        return {"mode": self.mode, "members": list(self.names), "steps": [s.summary() for s in self.steps_]}
+        return {"mode": self.mode, "members": list(self.names_), "steps": [s.summary() for s in self.steps_]}
 
     def save(self, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
         """Directory: chain.json + step_01/, step_02/, ... (each a ReverseDistiller.save directory)."""
@@ -253,9 +227,9 @@ class ReverseDistillationChain:
         for k, st in enumerate(self.steps_, start=1):
             st.save(path / f"step_{k:02d}")
             steps.append({"dir": f"step_{k:02d}", "fingerprint": st.fingerprint()})
-        kwargs = {k: v for k, v in self.distiller_kwargs.items() if k != "device"}
-        write_json(path / "chain.json", {"format": CHAIN_FORMAT, "mode": self.mode, "names": self.names,
-                                         "distiller_kwargs": kwargs, "steps": steps, "summary": self.summary(),
+        params = {k: v for k, v in self.get_params().items() if k != "device"}
+        write_json(path / "chain.json", {"format": CHAIN_FORMAT, "params": params, "names": self.names_,
+                                         "steps": steps, "summary": self.summary(),
                                          "versions": versions(), **({"extra": extra} if extra else {})})
         return path
 
@@ -268,10 +242,14 @@ class ReverseDistillationChain:
         meta = read_json(mpath)
         if meta.get("format") != CHAIN_FORMAT:
             raise ValueError(f"{mpath}: format {meta.get('format')!r}, expected {CHAIN_FORMAT!r}")
-        kwargs = dict(meta["distiller_kwargs"])
+        if "params" in meta:
+            params = dict(meta["params"])
+        else:  # written before the estimator contract: step kwargs + names + mode
+            params = {**meta["distiller_kwargs"], "names": meta["names"], "mode": meta["mode"]}
         if device is not None:
-            kwargs["device"] = device
-        obj = cls(names=meta["names"], mode=meta["mode"], **kwargs)
+            params["device"] = device
+        obj = cls(**params)
+        obj.names_ = list(meta["names"])
         obj.steps_ = []
         for s in meta["steps"]:
             st = ReverseDistiller.load(path / s["dir"], device=device)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from rd_interp.distill.pcr import eigh_desc
-from rd_interp.distill.reverse import _is_store, aligned_chunks, check_aligned
 from rd_interp.distill.stats import PairedMoments, as_2d, resolve_device
+from rd_interp.distill.stores import aligned_chunks, check_aligned, is_store
 from rd_interp.io.atomic import read_json, sha256_file, write_json, write_npz
 from rd_interp.io.provenance import versions
 
@@ -35,7 +35,7 @@ class NaiveConcatPCA:
         if H_large is None:
             pairs = H_small
         else:
-            srcs = [s if _is_store(s) else as_2d(s, n) for s, n in ((H_small, "H_small"), (H_large, "H_large"))]
+            srcs = [s if is_store(s) else as_2d(s, n) for s, n in ((H_small, "H_small"), (H_large, "H_large"))]
             check_aligned(srcs)
             pairs = aligned_chunks(srcs, self.chunk_rows)
         mom = None

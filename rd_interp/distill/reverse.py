@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from rd_interp.distill.pcr import REGRESSORS, eigh_desc, regression_map, residual_covariance
 from rd_interp.distill.stats import PairedMoments, as_2d, first_nonfinite_row, resolve_device, to_tensor
+from rd_interp.distill.stores import aligned_chunks, check_aligned, is_store, transform_stores
 from rd_interp.io.atomic import read_json, sha256_file, write_json, write_npz
 from rd_interp.io.provenance import versions
 
@@ -27,69 +28,6 @@ log = logging.getLogger(__name__)
 MODEL_FORMAT = "rd_interp.reverse_distiller/1"
 _ARRAYS = ("mean_small_", "mean_large_", "coef_", "residual_mean_", "components_", "explained_variance_",
            "residual_eigenvalues_", "input_eigenvalues_", "input_components_", "large_variance_")
-
-
-# ------------------------------------------------------------------------------------------------
-# Aligned row blocks over arrays and stores
-# ------------------------------------------------------------------------------------------------
-def _is_store(obj: Any) -> bool:
-    return hasattr(obj, "iter_chunks") and hasattr(obj, "n_rows") and hasattr(obj, "ids")
-
-
-def _n_rows(obj: Any) -> int:
-    return int(obj.n_rows) if _is_store(obj) else int(obj.shape[0])
-
-
-def _name(obj: Any, i: int, names: Sequence[str] | None = None) -> str:
-    if _is_store(obj):
-        return str(obj.path)
-    return names[i] if names is not None else f"input {i}"
-
-
-def check_aligned(sources: Sequence[Any], names: Sequence[str] | None = None) -> int:
-    """All sources must hold the same residues in the same order; returns N.
-
-    For stores the protein ids and lengths must agree; for arrays the row counts.
-    """
-    n = _n_rows(sources[0])
-    stores = [s for s in sources if _is_store(s)]
-    for i, s in enumerate(sources[1:], start=1):
-        if _n_rows(s) != n:
-            raise ValueError(
-                f"{_name(s, i, names)} has {_n_rows(s)} rows but {_name(sources[0], 0, names)} has {n}; reverse distillation "
-                "needs embeddings of the same residues in the same order"
-            )
-    for s in stores[1:]:
-        a = stores[0]
-        if s.ids != a.ids:
-            j = next((k for k, (x, y) in enumerate(zip(a.ids, s.ids)) if x != y), min(len(a.ids), len(s.ids)))
-            raise ValueError(
-                f"{s.path}: protein ids differ from {a.path} (first difference at position {j}: "
-                f"{s.ids[j] if j < len(s.ids) else '<end>'!r} vs {a.ids[j] if j < len(a.ids) else '<end>'!r})"
-            )
-        if not np.array_equal(np.asarray(s.lengths), np.asarray(a.lengths)):
-            j = int(np.flatnonzero(np.asarray(s.lengths) != np.asarray(a.lengths))[0])
-            raise ValueError(
-                f"{s.path}: protein {s.ids[j]!r} has {s.lengths[j]} residues but {a.lengths[j]} in {a.path} "
-                "(different truncation settings?)"
-            )
-    return n
-
-
-def aligned_chunks(sources: Sequence[Any], chunk_rows: int = 65536) -> Iterator[list]:
-    """Yield lists of row blocks [src0[a:b], src1[a:b], ...] over arrays and/or stores."""
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be >= 1")
-    n = check_aligned(sources)
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        yield [s.rows(start, stop) if _is_store(s) else s[start:stop] for s in sources]
-
-
-def paired_chunks(store_small: Any, store_large: Any, chunk_rows: int = 65536) -> Iterator[tuple]:
-    """(H_small_chunk, H_large_chunk) float32 blocks of two aligned stores (ids and lengths checked)."""
-    for a, b in aligned_chunks([store_small, store_large], chunk_rows):
-        yield a, b
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,7 +43,11 @@ class ReverseDistiller:
     n_components: residual width; default k_large - k_small so the output has k_large columns.
     device: "cpu", "cuda", "cuda:1" or "auto". Statistics are float64 on every device.
     chunk_rows: rows per block when streaming arrays or stores.
-    small_name / large_name: model names recorded in the saved metadata and summaries.
+    small_name / large_name: model names recorded in the saved metadata and summaries; None takes them
+        from the stores' manifests at fit time (fitted as ``small_name_`` / ``large_name_``).
+
+    Follows scikit-learn's estimator contract: parameters are stored as given and never changed by fit,
+    fitted state ends in ``_``, ``get_params``/``set_params`` work and ``sklearn.base.clone`` round-trips.
     """
 
     def __init__(
@@ -121,26 +63,45 @@ class ReverseDistiller:
         small_name: str | None = None,
         large_name: str | None = None,
     ):
-        if regressor not in REGRESSORS:
-            raise ValueError(f"regressor must be one of {REGRESSORS}, got {regressor!r}")
-        if n_components is not None and int(n_components) < 1:
-            raise ValueError(f"n_components must be >= 1, got {n_components}")
-        if int(chunk_rows) < 1:
-            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.regressor = regressor
         self.sigma_sq = sigma_sq
-        self.alpha = float(alpha)
-        self.min_variance_explained = float(min_variance_explained)
-        self.n_components = None if n_components is None else int(n_components)
-        self.device = str(device)
-        self.chunk_rows = int(chunk_rows)
+        self.alpha = alpha
+        self.min_variance_explained = min_variance_explained
+        self.n_components = n_components
+        self.device = device
+        self.chunk_rows = chunk_rows
         self.small_name = small_name
         self.large_name = large_name
+        self._validate_params()
         self._cache: dict = {}
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("regressor", "sigma_sq", "alpha", "min_variance_explained",
-                                              "n_components", "device", "chunk_rows", "small_name", "large_name")}
+    def _validate_params(self) -> None:
+        if self.regressor not in REGRESSORS:
+            raise ValueError(f"regressor must be one of {REGRESSORS}, got {self.regressor!r}")
+        if self.n_components is not None and int(self.n_components) < 1:
+            raise ValueError(f"n_components must be >= 1, got {self.n_components}")
+        if int(self.chunk_rows) < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        import inspect
+
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn contract; there are no nested estimators, so `deep` is moot)."""
+        return {k: getattr(self, k) for k in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> ReverseDistiller:
+        bad = sorted(set(params) - set(self._get_param_names()))
+        if bad:
+            raise ValueError(f"invalid parameter(s) {bad} for ReverseDistiller; valid: {self._get_param_names()}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        self._validate_params()
+        self._cache = {}
+        return self
 
     # -- fitting --------------------------------------------------------------------------------
     def _pairs(self, H_small: Any, H_large: Any) -> Iterator[tuple]:
@@ -152,17 +113,13 @@ class ReverseDistiller:
                     raise ValueError("fit(chunks): each chunk must be a pair (H_small_chunk, H_large_chunk)")
                 yield item[0], item[1]
             return
-        sources = [H_small if _is_store(H_small) else as_2d(H_small, "H_small"),
-                   H_large if _is_store(H_large) else as_2d(H_large, "H_large")]
-        if _is_store(H_small) and self.small_name is None:
-            self.small_name = H_small.manifest.get("model")
-        if _is_store(H_large) and self.large_name is None:
-            self.large_name = H_large.manifest.get("model")
-        self._check_dims(sources[0].shape[1] if not _is_store(sources[0]) else sources[0].dim,
-                         sources[1].shape[1] if not _is_store(sources[1]) else sources[1].dim)
+        sources = [H_small if is_store(H_small) else as_2d(H_small, "H_small"),
+                   H_large if is_store(H_large) else as_2d(H_large, "H_large")]
+        self._check_dims(sources[0].shape[1] if not is_store(sources[0]) else sources[0].dim,
+                         sources[1].shape[1] if not is_store(sources[1]) else sources[1].dim)
         n = check_aligned(sources, ["H_small", "H_large"])
-        self._check_rows(n, sources[1].shape[1] if not _is_store(sources[1]) else sources[1].dim)
-        yield from aligned_chunks(sources, self.chunk_rows)
+        self._check_rows(n, sources[1].shape[1] if not is_store(sources[1]) else sources[1].dim)
+        yield from aligned_chunks(sources, int(self.chunk_rows))
 
     def _check_dims(self, k_s: int, k_l: int) -> None:
         if k_s >= k_l:
@@ -180,6 +137,9 @@ class ReverseDistiller:
 
     def fit(self, H_small: Any, H_large: Any = None) -> ReverseDistiller:
         """Fit on arrays (numpy/torch), two aligned stores, or an iterable of (small, large) chunks."""
+        self._validate_params()
+        self.small_name_ = self.small_name or (H_small.manifest.get("model") if is_store(H_small) else None)
+        self.large_name_ = self.large_name or (H_large.manifest.get("model") if is_store(H_large) else None)
         dev = resolve_device(self.device)
         mom: PairedMoments | None = None
         for i, (x, y) in enumerate(self._pairs(H_small, H_large)):
@@ -206,11 +166,11 @@ class ReverseDistiller:
 
     def _fit_moments(self, m) -> None:
         p, q, n = m.cov_xx.shape[0], m.cov_yy.shape[0], m.n
-        d = self.n_components if self.n_components is not None else q - p
+        d = int(self.n_components) if self.n_components is not None else q - p
         if d > q:
             raise ValueError(f"n_components={d} exceeds k_large={q}")
         reg = regression_map(m.cov_xx, m.cov_xy, n, regressor=self.regressor, sigma_sq=self.sigma_sq,
-                             alpha=self.alpha, min_variance_explained=self.min_variance_explained)
+                             alpha=float(self.alpha), min_variance_explained=float(self.min_variance_explained))
         W = reg["W"]
         cov_r = residual_covariance(m.cov_xx, m.cov_xy, m.cov_yy, W)
         r_vals, r_vecs = eigh_desc(cov_r)
@@ -232,7 +192,7 @@ class ReverseDistiller:
         self._set_derived(residual_variance=np.clip(np.diagonal(cov_r).copy(), 0.0, None))
         self._cache = {}
         log.info("reverse distillation %s -> %s: N=%d, %d/%d PCs kept, R^2=%.4f, residual top-%d captures %.3f",
-                 self.small_name or p, self.large_name or q, n, self.n_significant_pcs_, p, self.r2_, d,
+                 self.small_name_ or p, self.large_name_ or q, n, self.n_significant_pcs_, p, self.r2_, d,
                  float(np.sum(self.residual_explained_variance_ratio_)))
 
     def _set_derived(self, residual_variance: np.ndarray) -> None:
@@ -330,8 +290,9 @@ class ReverseDistiller:
             dt = np.result_type(x.dtype, yn.dtype, np.float32)
             out = np.empty((n, p + d), dtype=dt)
             y = yn
-        for start in range(0, n, self.chunk_rows):
-            stop = min(n, start + self.chunk_rows)
+        step = int(self.chunk_rows)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
             res = self.residual_block(x[start:stop], y[start:stop], where=f"rows {start}-{stop - 1}: ")
             out[start:stop, :p] = x[start:stop]
             if is_torch:
@@ -351,16 +312,20 @@ class ReverseDistiller:
     def transform_store(self, store_small: Any, store_large: Any, out_path: str | os.PathLike, *,
                         dtype: str | None = None, progress: bool = False) -> Any:
         """Write [H_small, H_res] of two aligned stores to a new store (resumable)."""
-        from rd_interp.distill.chain import transform_stores
-
         return transform_stores(lambda blocks: self.transform(blocks[0], blocks[1]), [store_small, store_large],
                                 out_path, dim=self.k_small_ + self.n_components_, model=self.model_name(),
-                                fingerprint=self.fingerprint(), dtype=dtype, chunk_rows=self.chunk_rows,
-                                progress=progress)
+                                fingerprint=self.fingerprint(), dtype=dtype, chunk_rows=int(self.chunk_rows),
+                                progress=progress, blocks=self.blocks())
+
+    def blocks(self) -> dict[str, list[int]]:
+        """Column layout of the output: the base prefix (= H_small) and the residual block."""
+        self._check_fitted()
+        p = int(self.k_small_)
+        return {"base": [0, p], "residual": [p, p + int(self.n_components_)]}
 
     # -- reporting ------------------------------------------------------------------------------
     def model_name(self) -> str:
-        return f"rd:{self.small_name or self.k_small_}->{self.large_name or self.k_large_}"
+        return f"rd:{self.small_name_ or self.k_small_}->{self.large_name_ or self.k_large_}"
 
     def summary(self) -> dict:
         """JSON-able diagnostics for reports."""
@@ -368,8 +333,8 @@ class ReverseDistiller:
         ratio = self.residual_explained_variance_ratio_
         return {
             "step": self.model_name(),
-            "small": self.small_name,
-            "large": self.large_name,
+            "small": self.small_name_,
+            "large": self.large_name_,
             "regressor": self.regressor,
             "k_small": int(self.k_small_),
             "k_large": int(self.k_large_),
@@ -413,7 +378,7 @@ class ReverseDistiller:
         meta = {
             "format": MODEL_FORMAT,
             "params": params,
-            "family": {"small": self.small_name, "large": self.large_name},
+            "family": {"small": self.small_name_, "large": self.large_name_},
             "fitted": {"k_small": self.k_small_, "k_large": self.k_large_, "n_samples": self.n_samples_,
                        "n_components": self.n_components_, "n_significant_pcs": self.n_significant_pcs_,
                        "sigma_sq": self.sigma_sq_, "threshold": self.threshold_, "pc_fallback": self.pc_fallback_},
@@ -454,6 +419,8 @@ class ReverseDistiller:
         obj.n_significant_pcs_ = int(f["n_significant_pcs"])
         obj.sigma_sq_, obj.threshold_ = f["sigma_sq"], f["threshold"]
         obj.pc_fallback_ = bool(f["pc_fallback"])
+        fam = meta.get("family") or {}
+        obj.small_name_, obj.large_name_ = fam.get("small"), fam.get("large")
         obj._set_derived(resid_var)
         if obj.fingerprint() != meta.get("fingerprint"):
             raise ValueError(f"{path}: arrays do not match the recorded fingerprint")
@@ -467,6 +434,7 @@ class ReverseDistiller:
 
         ref = load_reference_npz(path)
         obj = cls(regressor=ref.regressor, **kwargs)
+        obj.small_name_, obj.large_name_ = obj.small_name, obj.large_name
         p, q, d = ref.k_small, ref.k_large, ref.pca_components.shape[0]
         obj.k_small_, obj.k_large_, obj.n_components_ = p, q, d
         obj.n_samples_ = -1  # not recorded in the reference files

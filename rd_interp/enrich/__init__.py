@@ -3,8 +3,8 @@
 from rd_interp.enrich.activations import StudySetConfig, StudySetInfo, study_sets
 from rd_interp.enrich.compare import compare_seeds, compare_specificity, rank_test, seed_stats
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.coverage import coverage_summary, enrich_latents
-from rd_interp.enrich.engine import GOEnricher
+from rd_interp.enrich.coverage import coverage_summary
+from rd_interp.enrich.engine import GOEnricher, enrich_latents
 from rd_interp.enrich.fisher import bh, fisher_pvalues
 from rd_interp.enrich.null import NullControl, null_control
 from rd_interp.enrich.result import EnrichmentResult, load_table

@@ -14,23 +14,27 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from rd_interp.io.options import opt
+from rd_interp.io.serialize import ConfigError
+
 
 @dataclass
 class StudySetConfig:
-    mode: Literal["top_n", "fraction_of_max"] = "top_n"
-    top_n: int = 50
-    tau: float = 0.5
-    min_proteins: int = 5
+    mode: Literal["top_n", "fraction_of_max"] = opt(
+        "top_n", "study set of a latent: its top_n proteins by score, or every protein >= tau x its max")
+    top_n: int = opt(50, "study-set size in top_n mode")
+    tau: float = opt(0.5, "fraction of the latent's max score in fraction_of_max mode")
+    min_proteins: int = opt(5, "skip latents active on fewer proteins than this (counted)")
 
     def validate(self) -> None:
         if self.mode not in ("top_n", "fraction_of_max"):
-            raise ValueError(f"StudySetConfig.mode must be 'top_n' or 'fraction_of_max', got {self.mode!r}")
+            raise ConfigError(f"enrich.mode must be 'top_n' or 'fraction_of_max', got {self.mode!r}")
         if self.top_n < 1:
-            raise ValueError(f"StudySetConfig.top_n must be >= 1, got {self.top_n}")
+            raise ConfigError(f"enrich.top_n must be >= 1, got {self.top_n}")
         if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"StudySetConfig.tau must be in (0, 1], got {self.tau}")
+            raise ConfigError(f"enrich.tau must be in (0, 1], got {self.tau}")
         if self.min_proteins < 1:
-            raise ValueError(f"StudySetConfig.min_proteins must be >= 1, got {self.min_proteins}")
+            raise ConfigError(f"enrich.min_proteins must be >= 1, got {self.min_proteins}")
 
 
 @dataclass
@@ -73,6 +77,7 @@ def _as_csc(scores) -> sp.csc_matrix:
             raise ValueError(f"scores must be a 2-D [n_proteins, n_latents] matrix, got shape {arr.shape}")
         scores = sp.csc_matrix(arr)
     m = sp.csc_matrix(scores, dtype=np.float64, copy=True)
+    m.sum_duplicates()  # canonical form: a protein stored twice in a column counts once, with its summed score
     if m.nnz and not np.isfinite(m.data).all():
         raise ValueError("scores contain NaN or infinite values")
     if m.nnz and (m.data < 0).any():

@@ -1,4 +1,4 @@
-"""Coverage and specificity of the GO terms SAE latents capture; the one-call entry point.
+"""Coverage and specificity of the GO terms SAE latents capture (pure functions of an enrichment result).
 
 Coverage: how many distinct GO terms the latents capture (per namespace and total) and how many
 latents capture anything. Specificity: level/depth (goatools) and information content of the
@@ -9,45 +9,12 @@ residual-dominated latents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-
 import numpy as np
 import pandas as pd
 
-from rd_interp.enrich.activations import StudySetConfig, study_sets
-from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.engine import GOEnricher, enricher_for
-from rd_interp.enrich.result import EnrichmentResult
-
-__all__ = ["STRATA", "EnrichConfig", "EnrichmentResult", "coverage_summary", "enrich_latents"]
+__all__ = ["STRATA", "coverage_summary", "strata"]
 
 STRATA = ("base", "mixed", "residual")
-
-
-def enrich_latents(
-    scores,
-    protein_ids: Sequence[str],
-    annotations: Mapping[str, Iterable[str]],
-    ontology,
-    cfg: EnrichConfig | None = None,
-    *,
-    study_cfg: StudySetConfig | None = None,
-    enricher: GOEnricher | None = None,
-) -> EnrichmentResult:
-    """scores (csr [n_proteins, n_latents], rows in protein_ids order) -> EnrichmentResult.
-
-    Pass ``enricher`` (a GOEnricher built once for these proteins) to reuse the propagated annotation
-    matrix across several SAEs / seeds / the null control.
-    """
-    cfg = cfg or EnrichConfig()
-    study_cfg = study_cfg or StudySetConfig()
-    enricher = enricher_for(scores, protein_ids, annotations, ontology, cfg, enricher)
-    indicator, info = study_sets(scores, study_cfg)
-    result = enricher.run(indicator, info)
-    from rd_interp.io.serialize import to_dict
-
-    result.meta["study_sets"] = {"config": to_dict(study_cfg), **info.to_dict()}
-    return result
 
 
 def _spec_stats(df: pd.DataFrame, general_level: int) -> dict:
@@ -123,7 +90,8 @@ def strata(decoder_share, hi: float = 0.8, lo: float = 0.2) -> np.ndarray:
     return out
 
 
-def coverage_summary(result: EnrichmentResult, *, decoder_share=None) -> dict:
+def coverage_summary(result, *, decoder_share=None) -> dict:
+    """Coverage and specificity of an EnrichmentResult (any object with captured(), latents, config, meta)."""
     cfg = result.config
     namespaces = list(cfg.get("namespaces", ("BP", "MF", "CC")))
     general_level = int(cfg.get("general_level", 2))

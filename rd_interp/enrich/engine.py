@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rd_interp.enrich.activations import StudySetInfo
+from rd_interp.enrich.activations import StudySetConfig, StudySetInfo, study_sets
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.fisher import bh, bh_with_ones, fisher_pvalues, upper_tail_lower_bound
+from rd_interp.enrich.fisher import bh, bh_with_ones, fisher_pvalues, maybe_below
+from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.enrich.termmatrix import NS_CODE, TermMatrix
+from rd_interp.io.options import subset
+from rd_interp.io.serialize import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +119,6 @@ class GOEnricher:
         rows overrides cfg.table: "significant", "hits" (study_count >= 1) or "all" (every tested term,
         as goatools' run_study lists them; memory grows with latents x terms, so for a few latents).
         """
-        from rd_interp.enrich.result import EnrichmentResult
-
         t0 = time.perf_counter()
         cfg = self.cfg
         rows = rows or cfg.table
@@ -179,7 +180,7 @@ class GOEnricher:
                     t_fam = np.maximum(r_fam[lat] / float(m), counts.nnz / float(max(m_global_all, 1)))
                 else:
                     t_fam = cfg.alpha * r_fam[lat] / float(m)
-                need = _maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4))
+                need = maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4))
                 lat, term, k = lat[need], term[need], k[need]
             p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, screen=None if fast else screen)
             if fast:
@@ -352,24 +353,7 @@ class GOEnricher:
         return df
 
 
-def _maybe_below(k, n, K, N, t) -> np.ndarray:
-    """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
-    key_inv = None
-    base = N + 1
-    key = (k * base + n) * base + K
-    uniq, key_inv = np.unique(key, return_inverse=True)
-    uk, rest = np.divmod(uniq, base * base)
-    un, uK = np.divmod(rest, base)
-    lb = np.empty(uniq.size)
-    step = 1 << 16
-    for a in range(0, uniq.size, step):
-        lb[a:a + step] = upper_tail_lower_bound(uk[a:a + step], un[a:a + step], uK[a:a + step], N)
-    return lb[key_inv.ravel()] * (1.0 - 1e-6) < t
-
-
 def _cfg_dict(cfg: EnrichConfig) -> dict:
-    from rd_interp.io.serialize import to_dict
-
     return to_dict(cfg)
 
 
@@ -384,3 +368,25 @@ def enricher_for(scores, protein_ids: Sequence[str], annotations, ontology, cfg:
     if list(enricher.protein_ids) != [str(p) for p in protein_ids]:
         raise ValueError("enricher was built for a different protein id list/order than the scores")
     return enricher.with_config(cfg)
+
+
+def enrich_latents(
+    scores,
+    protein_ids: Sequence[str],
+    annotations: Mapping[str, Iterable[str]],
+    ontology,
+    cfg: EnrichConfig | None = None,
+    *,
+    enricher: GOEnricher | None = None,
+) -> EnrichmentResult:
+    """scores (csr [n_proteins, n_latents], rows in protein_ids order) -> EnrichmentResult.
+
+    Pass ``enricher`` (a GOEnricher built once for these proteins) to reuse the propagated annotation
+    matrix across several SAEs / seeds / the null control.
+    """
+    cfg = cfg or EnrichConfig()
+    enricher = enricher_for(scores, protein_ids, annotations, ontology, cfg, enricher)
+    indicator, info = study_sets(scores, cfg)
+    result = enricher.run(indicator, info)
+    result.meta["study_sets"] = {"config": to_dict(subset(StudySetConfig, cfg)), **info.to_dict()}
+    return result

@@ -142,6 +142,35 @@ def pvalue_lower_bound(k, n, K, N: int, alternative: str) -> np.ndarray:
     return out
 
 
+def unique_tables(k: np.ndarray, n: np.ndarray, K: np.ndarray, N: int):
+    """Distinct (k, n, K) tables of one population size N -> (uk, un, uK, inverse), via one packed int64 key.
+
+    Packing is exact while (N + 1)^3 fits in int64 (N up to ~2 million proteins); beyond that the rows are
+    compared directly (slower, same result).
+    """
+    base = int(N) + 1
+    if base ** 3 < np.iinfo(np.int64).max:
+        key = (k * base + n) * base + K
+        uniq, inverse = np.unique(key, return_inverse=True)
+        uk, rest = np.divmod(uniq, base * base)
+        un, uK = np.divmod(rest, base)
+    else:
+        tab, inverse = np.unique(np.stack([k, n, K], axis=1), axis=0, return_inverse=True)
+        uk, un, uK = tab[:, 0], tab[:, 1], tab[:, 2]
+    return uk, un, uK, inverse.ravel()
+
+
+def maybe_below(k, n, K, N: int, t) -> np.ndarray:
+    """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
+    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
+    uk, un, uK, inverse = unique_tables(k, n, K, N)
+    lb = np.empty(uk.size)
+    step = 1 << 16
+    for a in range(0, uk.size, step):
+        lb[a:a + step] = upper_tail_lower_bound(uk[a:a + step], un[a:a + step], uK[a:a + step], N)
+    return lb[inverse] * (1.0 - 1e-6) < t
+
+
 def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: float | None = None) -> np.ndarray:
     """Fisher exact p-values for many tables sharing population size N; each distinct table computed once.
 
@@ -160,15 +189,7 @@ def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: flo
     _check_counts(k, n, K, N)
     if k.size == 0:
         return np.ones(shape, dtype=np.float64)
-    base = N + 1
-    if base ** 3 < np.iinfo(np.int64).max:
-        key = (k * base + n) * base + K
-        uniq, inverse = np.unique(key, return_inverse=True)
-        uk, rest = np.divmod(uniq, base * base)
-        un, uK = np.divmod(rest, base)
-    else:  # pragma: no cover - populations above ~2 million proteins
-        tab, inverse = np.unique(np.stack([k, n, K], axis=1), axis=0, return_inverse=True)
-        uk, un, uK = tab[:, 0], tab[:, 1], tab[:, 2]
+    uk, un, uK, inverse = unique_tables(k, n, K, N)
     if screen is not None:
         p = np.ones(uk.shape, dtype=np.float64)
         need = np.zeros(uk.shape, dtype=bool)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rd_interp.enrich.activations import StudySetConfig, study_sets
+from rd_interp.enrich.activations import study_sets
 from rd_interp.enrich.config import EnrichConfig
 from rd_interp.enrich.engine import GOEnricher, enricher_for
 from rd_interp.enrich.result import EnrichmentResult
@@ -67,16 +67,14 @@ def null_control(
     ontology,
     cfg: EnrichConfig | None = None,
     *,
-    study_cfg: StudySetConfig | None = None,
     seeds: Sequence[int] = (0,),
     enricher: GOEnricher | None = None,
     real: EnrichmentResult | None = None,
 ) -> NullControl:
     """Run the enrichment once per seed with permuted protein -> annotation labels."""
     cfg = cfg or EnrichConfig()
-    study_cfg = study_cfg or StudySetConfig()
     enricher = enricher_for(scores, protein_ids, annotations, ontology, cfg, enricher)
-    indicator, info = study_sets(scores, study_cfg)
+    indicator, info = study_sets(scores, cfg)
     results = []
     for seed in seeds:
         perm = label_permutation(len(protein_ids), int(seed))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from rd_interp.enrich.coverage import coverage_summary
 from rd_interp.io.atomic import atomic_path, read_json, write_json, write_text
+from rd_interp.io.provenance import versions
 
 FORMAT_VERSION = 1
 _TABLE_DTYPES = {
@@ -68,8 +70,6 @@ class EnrichmentResult:
 
     def summary(self, decoder_share=None) -> dict:
         """Coverage and specificity (JSON-able). decoder_share: per-latent share of decoder norm on the base prefix."""
-        from rd_interp.enrich.coverage import coverage_summary
-
         return coverage_summary(self, decoder_share=decoder_share)
 
     def for_latent(self, latent: int) -> pd.DataFrame:
@@ -100,8 +100,6 @@ class EnrichmentResult:
             paths["parquet"] = out / "table.parquet"
             with atomic_path(paths["parquet"]) as tmp:
                 self.table.to_parquet(tmp, index=False)
-        from rd_interp.io.provenance import versions
-
         write_json(paths["result"], {
             "format": "rd_interp.enrich.EnrichmentResult", "format_version": FORMAT_VERSION,
             "config": self.config, "meta": self.meta, "versions": versions(),

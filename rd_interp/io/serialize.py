@@ -118,20 +118,61 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def load_config(cls: type[T], path: str | Path) -> T:
-    """Read a dataclass config from a .toml or .json file."""
-    path = Path(path)
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A .toml or .json file -> dict; errors name the file (and line/column for syntax errors)."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM (Windows editors) is not part of the TOML
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text) if path.suffix != ".json" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table/object at the top level")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Read a dataclass config from a .toml or .json file."""
+    data = read_config_file(path)
     try:
         return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def dumps_dataclass_toml(obj: Any) -> str:
+    """TOML of a (nested) dataclass config with each option's help text as a comment above it.
+
+    Options whose value is None are written as comments (TOML has no null): the default applies.
+    """
+    lines: list[str] = []
+    _emit_dataclass(obj, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _emit_dataclass(obj: Any, prefix: list[str], lines: list[str]) -> None:
+    fields = dataclasses.fields(obj)
+    nested = [f for f in fields if dataclasses.is_dataclass(getattr(obj, f.name))]
+    if prefix:
+        lines += ["", "[" + ".".join(_toml_key(p) for p in prefix) + "]"]
+    for f in fields:
+        if f in nested:
+            continue
+        value = getattr(obj, f.name)
+        text = f.metadata.get("help", "")
+        if text:
+            lines.append(f"# {text}")
+        if value is None:
+            lines.append(f"# {_toml_key(f.name)} = (unset: default)")
+        else:
+            lines.append(f"{_toml_key(f.name)} = {_toml_value(to_dict(value))}")
+    for f in nested:
+        _emit_dataclass(getattr(obj, f.name), prefix + [f.name], lines)
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

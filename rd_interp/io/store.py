@@ -215,6 +215,28 @@ class EmbeddingStore:
             for start in range(0, stop, batch_size):
                 yield self.take(perm[start:start + batch_size], columns)
 
+    def protein_blocks(self, max_rows: int, *, start: int = 0, max_proteins: int | None = None,
+                       ) -> Iterator[tuple[int, int, int, int]]:
+        """Consecutive blocks of WHOLE proteins: (first protein i, end protein j, first row, end row).
+
+        A block holds proteins i..j-1 and at most `max_rows` rows (a longer protein gets a block of its
+        own) and at most `max_proteins` proteins. The one way every streamed stage (pooling, encoding,
+        distillation transforms) walks a store, so per-protein reductions never straddle a block.
+        """
+        if max_rows < 1:
+            raise ValueError("max_rows must be >= 1")
+        ends = self.offsets + self.lengths
+        n = self.n_proteins
+        i = int(start)
+        while i < n:
+            # largest j with ends[j-1] - offsets[i] <= max_rows (at least one protein)
+            j = int(np.searchsorted(ends, self.offsets[i] + max_rows, side="right"))
+            j = max(j, i + 1)
+            if max_proteins is not None:
+                j = min(j, i + int(max_proteins))
+            yield i, j, int(self.offsets[i]), int(ends[j - 1])
+            i = j
+
     def protein_rows(self, indices: np.ndarray | list[int]) -> np.ndarray:
         """Global row indices of the given proteins (for held-out splits by protein)."""
         idx = np.asarray(indices, dtype=np.int64)
@@ -231,12 +253,7 @@ class EmbeddingStore:
         cols = _check_columns(columns, self.dim)
         width = self.dim if cols is None else (len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols))
         out = np.empty((self.n_proteins, width), dtype=np.float32)
-        i = 0
-        while i < self.n_proteins:
-            j = i + 1  # proteins i..j-1 in one block of about chunk_rows rows
-            while j < self.n_proteins and self.offsets[j] + self.lengths[j] - self.offsets[i] <= chunk_rows:
-                j += 1
-            lo, hi = int(self.offsets[i]), int(self.offsets[j - 1] + self.lengths[j - 1])
+        for i, j, lo, hi in self.protein_blocks(chunk_rows):
             block = self.rows(lo, hi, cols)
             starts = (self.offsets[i:j] - lo).astype(np.int64)
             nonempty = self.lengths[i:j] > 0
@@ -250,7 +267,6 @@ class EmbeddingStore:
                 if block.size:
                     res[nonempty] = np.maximum.reduceat(block, starts[nonempty], axis=0)
             out[i:j] = res
-            i = j
         return out
 
     @property
@@ -291,6 +307,7 @@ class StoreWriter:
                           "shard_rows": self.shard_rows}
         self._buf: list[np.ndarray] = []
         self._buf_ids: list[str] = []
+        self._buf_set: set[str] = set()  # the buffer's ids, kept incrementally: appends stay O(1)
         self._buf_rows = 0
         self._shards: list[dict[str, Any]] = []
         self._ids: list[str] = []
@@ -350,7 +367,7 @@ class StoreWriter:
     def append(self, protein_id: str, array: np.ndarray) -> None:
         if self._closed:
             raise StoreError(f"{self.path}: writer is closed")
-        if protein_id in self.done or protein_id in self._buf_ids_set():
+        if protein_id in self.done or protein_id in self._buf_set:
             raise StoreError(f"{self.path}: protein {protein_id!r} is already in the store (duplicate id?)")
         if self._complete:
             raise StoreError(f"{self.path}: store is complete; cannot add {protein_id!r}")
@@ -368,16 +385,10 @@ class StoreWriter:
             self._flush()
         self._buf.append(np.array(out, copy=True))
         self._buf_ids.append(protein_id)
+        self._buf_set.add(protein_id)
         self._buf_rows += out.shape[0]
         if self._buf_rows >= self.shard_rows:
             self._flush()
-
-    def _buf_ids_set(self) -> set[str]:
-        # Small (one shard's worth); rebuilt lazily only when ids are checked.
-        if len(self._buf_ids) != getattr(self, "_bset_n", -1):
-            self._bset = set(self._buf_ids)
-            self._bset_n = len(self._buf_ids)
-        return self._bset
 
     def _flush(self) -> None:
         if not self._buf:
@@ -396,7 +407,7 @@ class StoreWriter:
         self._ids.extend(self._buf_ids)
         self._lengths.extend(lengths)
         self.done.update(self._buf_ids)
-        self._buf, self._buf_ids, self._buf_rows = [], [], 0
+        self._buf, self._buf_ids, self._buf_set, self._buf_rows = [], [], set(), 0
 
     def _write_manifest(self, complete: bool) -> None:
         m = {**self._identity, "created_by": versions(), "complete": complete}
@@ -426,7 +437,7 @@ class StoreWriter:
             self.close()
         else:
             with contextlib.suppress(Exception):
-                self._buf, self._buf_ids, self._buf_rows = [], [], 0
+                self._buf, self._buf_ids, self._buf_set, self._buf_rows = [], [], set(), 0
             self._closed = True
 
 

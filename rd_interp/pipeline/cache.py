@@ -1,60 +1,81 @@
-"""Stage caching: a stage's outputs live in a directory named by a hash of everything it depends on.
+"""Stage caching: a stage's outputs live in OUT/stages/<name>-<key>/, the key a hash of all it depends on.
 
-Re-running skips stages whose `_done.json` exists; changing one option changes the keys of exactly the
-stages downstream of it; a stage interrupted half-way finds its partial directory and resumes (the stage
-functions themselves are resumable: the store writer, SAE checkpoints).
+The key comes from rd_interp.io.manifest.stage_key over the stage's config dataclass as a whole (fan-out
+and location fields aside), its inputs' manifest digests, its unit parameters and the package version;
+the stage's own run() computes the same key when it writes its manifest, and a mismatch is a bug that
+fails loudly. A finished stage is reused only after its manifest's files verify (size always; checksum
+up to a size); a corrupt one is recomputed with a warning (or refused with ``no_recompute``). A stage
+interrupted half-way finds its partial folder and resumes (the store writer and SAE checkpoints are
+resumable).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from rd_interp.io.atomic import read_json, sha256_json, write_json
+from rd_interp.io.manifest import (
+    MANIFEST,
+    VERIFY_MAX_BYTES,
+    Manifest,
+    ManifestError,
+    input_digests,
+    load_manifest,
+    stage_key,
+)
+from rd_interp.io.options import key_dict
 
 log = logging.getLogger(__name__)
-
-DONE = "_done.json"
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str  # e.g. "embed-mini-S"
-    key: str  # hex digest of the payload
-    payload: dict
+    kind: str  # e.g. "embed": the stage function that makes it
+    key: str
     dir: Path
 
     @property
     def done(self) -> bool:
-        return (self.dir / DONE).is_file()
-
-    def info(self) -> dict:
-        return read_json(self.dir / DONE)
+        return (self.dir / MANIFEST).is_file()
 
 
-def make_stage(root: Path, name: str, payload: dict) -> Stage:
-    key = sha256_json({"stage": name, **payload})
-    return Stage(name=name, key=key, payload=payload, dir=Path(root) / "stages" / f"{name}-{key[:12]}")
+def plan(root: Path, name: str, kind: str, cfg: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Stage:
+    """Where a stage's outputs go, from what it depends on (cfg: its config dataclass)."""
+    key = stage_key(kind, key_dict(cfg), input_digests(inputs), params)
+    return Stage(name=name, kind=kind, key=key, dir=Path(root) / "stages" / f"{name}-{key[:12]}")
 
 
-def run_stage(stage: Stage, fn: Callable[[Path], dict[str, Any]], *, force: bool = False) -> dict:
-    """Run `fn(stage_dir)` unless the stage is done; returns the stage's `_done.json` content."""
+def run_stage(stage: Stage, fn: Callable[[Path], Manifest], *, force: bool = False, no_recompute: bool = False,
+              verify_max_bytes: int = VERIFY_MAX_BYTES) -> Manifest:
+    """Return the stage's manifest, running `fn(stage_dir)` unless a verified finished copy exists."""
     if stage.done and not force:
-        info = stage.info()
-        log.info("stage %s: cached (%s)", stage.name, stage.dir.name)
-        return info
-    if force and stage.dir.exists():
+        try:
+            m = load_manifest(stage.dir)
+            problems = [] if m.key == stage.key else [f"{stage.dir / MANIFEST}: key {m.key[:12]} != {stage.key[:12]}"]
+            problems += m.verify(max_bytes=verify_max_bytes) if not problems else []
+        except (ManifestError, ValueError) as exc:
+            problems = [str(exc)]
+        if not problems:
+            log.info("stage %s: cached (%s)", stage.name, stage.dir.name)
+            return m
+        if no_recompute:
+            raise ManifestError(f"stage {stage.name}: cached outputs fail verification ({problems[0]}"
+                                f"{f'; {len(problems) - 1} more' if len(problems) > 1 else ''}); "
+                                "rerun without --no-recompute to recompute it")
+        log.warning("stage %s: cached outputs fail verification (%s); recomputing", stage.name,
+                    "; ".join(problems[:3]))
+        shutil.rmtree(stage.dir)
+    elif force and stage.dir.exists():
         shutil.rmtree(stage.dir)
     stage.dir.mkdir(parents=True, exist_ok=True)
     log.info("stage %s: running in %s", stage.name, stage.dir)
-    t0 = time.perf_counter()
-    result = fn(stage.dir) or {}
-    info = {"stage": stage.name, "key": stage.key, "payload": stage.payload,
-            "seconds": round(time.perf_counter() - t0, 3), "result": result}
-    write_json(stage.dir / DONE, info)
-    log.info("stage %s: done in %.1f s", stage.name, info["seconds"])
-    return info
+    m = fn(stage.dir)
+    if m.key != stage.key:  # the planner and the stage disagree on what the stage depends on
+        raise AssertionError(f"stage {stage.name}: planned key {stage.key[:12]} but the stage recorded {m.key[:12]}")
+    log.info("stage %s: done in %.1f s", stage.name, m.seconds or 0.0)
+    return m

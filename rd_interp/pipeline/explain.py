@@ -2,7 +2,8 @@
 
 Nothing is re-fitted: the run's models embed the query, its saved distillation chain projects it, its
 SAE encodes it, and the enrichment tables of that SAE name the terms. Users of peer toolkits ask for
-exactly this ("what does the model see in my protein?") without rerunning the analysis.
+exactly this ("what does the model see in my protein?") without rerunning the analysis. Only the run
+folder (OUT) and the model weights are needed: it opens the stages recorded in OUT/.rd_interp/run.json.
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from rd_interp.config import RunConfig
+from rd_interp.distill.chain import ReverseDistillationChain
+from rd_interp.distill.run import CHAIN
+from rd_interp.enrich.result import EnrichmentResult
+from rd_interp.io.atomic import read_json
 from rd_interp.io.fasta import FastaRecord, read_fasta
+from rd_interp.io.manifest import Manifest, load_manifest
+from rd_interp.pipeline.run import META_DIR
+from rd_interp.plm.embed import embed_sequences
+from rd_interp.plm.esm import load_model
+from rd_interp.sae.data import parse_columns
+from rd_interp.sae.encode import encode_sequence_activations
+from rd_interp.sae.io import load_sae
+from rd_interp.sae.run import SAE_DIR
 
 
 def _records(query: str) -> list[FastaRecord]:
@@ -26,61 +39,54 @@ def _records(query: str) -> list[FastaRecord]:
         return list(read_fasta(f))
 
 
-def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = None, top: int = 10,
-            n_terms: int = 5) -> list[dict]:
-    from rd_interp.enrich.result import EnrichmentResult
-    from rd_interp.pipeline.run import Pipeline
-    from rd_interp.plm.embed import embed_sequences
-    from rd_interp.plm.esm import load_model
-    from rd_interp.sae.encode import encode_sequence_activations
-    from rd_interp.sae.io import load_sae
+def finished_stage(run_dir: Path, index: dict[str, str], name: str) -> Manifest:
+    if name not in index:
+        raise ValueError(f"{run_dir}: stage {name} was not run; run `rd-interp run` on its config first")
+    m = load_manifest(run_dir / index[name])
+    problems = m.verify()
+    if problems:
+        raise ValueError(f"{run_dir}: stage {name} fails verification ({problems[0]}); rerun `rd-interp run`")
+    return m
 
+
+def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = None, top: int = 10,
+            n_terms: int = 5, device: str = "cpu") -> list[dict]:
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.json; is this the output folder of `rd-interp run`?")
-    cfg = RunConfig.load(cfg_path)
-    cfg.out_dir = str(run_dir)
+    meta = run_dir / META_DIR
+    if not (meta / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: no {META_DIR}/run.json; is this the output folder of `rd-interp run`?")
+    cfg = RunConfig.load(meta / "config.json")
+    index = read_json(meta / "run.json")["stages"]
     if space not in cfg.sae.spaces:
         raise ValueError(f"space {space!r} was not analysed in {run_dir}; it has {cfg.sae.spaces}")
     seed = cfg.sae.seeds[0] if seed is None else seed
     if seed not in cfg.sae.seeds:
         raise ValueError(f"SAE seed {seed} was not trained in {run_dir}; it has {cfg.sae.seeds}")
-
-    pipe = Pipeline(cfg)
-    data = pipe.data_stage(pipe.check_inputs())
-    embeds = [pipe.embed_stage(data, m) for m in cfg.models.family]
-    distill = pipe.distill_stage(embeds)
-    spec, sources = pipe.spaces(embeds, distill)[space]
-    sae_stage = pipe.sae_stage(space, sources, seed)
-    enrich_stage = pipe.enrich_stage(sae_stage, data, space, seed)
-    for st in (*embeds, distill, sae_stage, enrich_stage):
-        if not st.done:
-            raise ValueError(f"{run_dir}: stage {st.name} is not finished; run `rd-interp run` on its config first")
+    sae_stage = finished_stage(run_dir, index, f"sae-{space}-s{seed}")
+    enrich_stage = finished_stage(run_dir, index, f"enrich-{space}-s{seed}")
 
     records = _records(query)
     m = cfg.models
-    family = cfg.models.family if space.startswith("rd") else (
-        [cfg.models.family[-1]] if space == "large" else [cfg.models.family[0]])
+    family = m.family if space.startswith("rd") else ([m.family[-1]] if space == "large" else [m.family[0]])
     per_model: list[list[np.ndarray]] = []
     for name in family:
-        model, alphabet, _ = load_model(name, weights_dir=m.weights_dir or None, device=pipe.device)
+        model, alphabet, _ = load_model(name, weights_dir=m.weights_dir or None, device=device)
         out: list[np.ndarray | None] = [None] * len(records)
         for i, arr in embed_sequences(model, alphabet, [r.sequence for r in records], layer=m.layer,
-                                      device=pipe.device, long_mode=m.long_mode):
+                                      device=device, long_mode=m.long_mode, max_residues=m.max_residues,
+                                      window_overlap=m.window_overlap):
             out[i] = arr
         per_model.append(out)
     if space.startswith("rd"):
-        from rd_interp.distill.chain import ReverseDistillationChain
-
-        chain = ReverseDistillationChain.load(distill.dir / "chain", device=pipe.device)
+        distill = finished_stage(run_dir, index, "distill")
+        chain = ReverseDistillationChain.load(distill.path(CHAIN), device=device)
         vectors = [np.asarray(chain.transform_last([pm[i] for pm in per_model]), dtype=np.float32)
                    for i in range(len(records))]
     else:
         vectors = per_model[0]
-    cols = spec.column_slice()
-    sae = load_sae(sae_stage.dir / "sae")
-    result = EnrichmentResult.load(enrich_stage.dir / "real")
+    cols = parse_columns(sae_stage.params.get("columns"))
+    sae = load_sae(sae_stage.path(SAE_DIR))
+    result = EnrichmentResult.load(enrich_stage.path("real"))
     cap = result.captured()
     padj = "p_adj_global" if result.meta.get("correction") == "global" else "p_adj"
 
@@ -98,6 +104,6 @@ def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = 
                             "terms": [{"go_id": t.go_id, "name": t.name, "namespace": t.namespace,
                                        "p_adj": float(getattr(t, padj)), "fold": float(t.fold)}
                                       for t in terms.itertuples()]})
-        rows.append({"id": rec.id, "length": len(rec.sequence), "space": spec.label, "seed": seed,
-                     "latents": latents})
+        rows.append({"id": rec.id, "length": len(rec.sequence), "space": sae_stage.params.get("label"),
+                     "seed": seed, "latents": latents})
     return rows

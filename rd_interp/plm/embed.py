@@ -28,40 +28,10 @@ import torch
 
 from rd_interp import __version__
 from rd_interp.device import resolve_device
-from rd_interp.io.serialize import to_dict
 from rd_interp.io.store import EmbeddingStore, StoreWriter
+from rd_interp.plm.config import EmbedConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EmbedConfig:
-    model: str = "mini-L"
-    layer: int | None = None  # None: final layer (after ESM-2's final layer norm, as fair-esm returns it)
-    dtype: str = "float16"  # storage dtype
-    device: str = "auto"  # "cpu", "cuda", "cuda:1", "auto"
-    max_tokens: int | None = None  # padded tokens per batch; None: 8192 on CPU, 32768 on CUDA
-    long_mode: str = "truncate"  # "truncate" | "window" for sequences over max_residues
-    max_residues: int = 1022  # ESM-2 context minus BOS/EOS
-    window_overlap: int = 256  # residues shared by consecutive windows ("window" mode)
-    weights_dir: str | None = None
-    autocast: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16; none on CPU) | "none" | "bf16" | "fp16"
-    shard_rows: int = 1 << 20
-    fast: bool = True  # fused-attention forward (plm/fast.py); False: fair-esm's own layer code
-
-    def validate(self) -> None:
-        if self.long_mode not in ("truncate", "window"):
-            raise ValueError(f"long_mode must be 'truncate' or 'window', got {self.long_mode!r}")
-        if self.dtype not in ("float16", "float32"):
-            raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
-        if self.max_residues < 2:
-            raise ValueError("max_residues must be >= 2")
-        if self.long_mode == "window" and not 0 <= self.window_overlap < self.max_residues:
-            raise ValueError(f"window_overlap must be in [0, max_residues={self.max_residues})")
-        if self.autocast not in ("auto", "none", "bf16", "fp16"):
-            raise ValueError(f"autocast must be auto|none|bf16|fp16, got {self.autocast!r}")
-        if self.max_tokens is not None and self.max_tokens < self.max_residues + 2:
-            raise ValueError(f"max_tokens must be >= max_residues + 2 = {self.max_residues + 2}")
 
 
 def _autocast_dtype(cfg: EmbedConfig, device: torch.device) -> torch.dtype | None:
@@ -213,9 +183,11 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="res", unit_scale=True, desc="embedding", smoothing=0.05)
 
 
-def store_manifest(info, layer: int, cfg: EmbedConfig, fasta_path, fasta_sha: str, autocast) -> dict[str, Any]:
+def store_manifest(info, layer: int, cfg: EmbedConfig, fasta_path, fasta_sha: str, autocast,
+                   n_long: int = 0) -> dict[str, Any]:
     """Everything that determines the store's content; a resume must match it exactly."""
     return {
+        "n_truncated": n_long if cfg.long_mode == "truncate" else 0,
         "model": info.name, "model_sha256": info.sha256, "model_n_layers": info.n_layers, "layer": layer,
         "sequence_file": Path(fasta_path).name, "sequence_sha256": fasta_sha,
         "long_mode": cfg.long_mode, "max_residues": cfg.max_residues,
@@ -226,8 +198,8 @@ def store_manifest(info, layer: int, cfg: EmbedConfig, fasta_path, fasta_sha: st
 
 
 def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cfg: EmbedConfig | None = None, *,
-                progress: bool = True) -> EmbeddingStore:
-    """Embed every protein of a FASTA file into a (resumable) EmbeddingStore at `store_path`.
+                model: str = "mini-L", device: str = "auto", progress: bool = True) -> EmbeddingStore:
+    """Embed every protein of a FASTA file with `model` into a (resumable) EmbeddingStore at `store_path`.
 
     Rows are stored in ascending length order (ties: file order) — the same order for every model,
     so stores of one FASTA file from different models pair row by row.
@@ -237,34 +209,35 @@ def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cf
 
     cfg = cfg or EmbedConfig()
     cfg.validate()
-    device = resolve_device(cfg.device)
+    device = resolve_device(device)
     records = [(r.id, r.sequence) for r in read_fasta(fasta_path)]
-    model, alphabet, info = load_model(cfg.model, weights_dir=cfg.weights_dir, device=str(device))
+    net, alphabet, info = load_model(model, weights_dir=cfg.weights_dir or None, device=str(device))
     layer = info.n_layers if cfg.layer is None else int(cfg.layer)
     if not 0 <= layer <= info.n_layers:
         raise ValueError(f"layer {layer} out of range: {info.name} has layers 0..{info.n_layers}")
     dim = info.embed_dim
     autocast = _autocast_dtype(cfg, device)
-    manifest = store_manifest(info, layer, cfg, fasta_path, fasta_checksum(fasta_path), autocast)
-    writer = StoreWriter(store_path, dim=dim, manifest=manifest, dtype=cfg.dtype, shard_rows=cfg.shard_rows)
     ids = [pid for pid, _ in records]
     seqs = [s for _, s in records]
     n_long = sum(len(s) > cfg.max_residues for s in seqs)
     if n_long:
         if cfg.long_mode == "truncate":
-            log.info("%d of %d sequences are longer than %d residues and are truncated to their first %d",
-                     n_long, len(seqs), cfg.max_residues, cfg.max_residues)
+            log.warning("%d of %d sequences are longer than %d residues and are truncated to their first %d "
+                        "(long_mode='window' embeds them whole)", n_long, len(seqs), cfg.max_residues,
+                        cfg.max_residues)
         else:
             log.info("%d of %d sequences are longer than %d residues: sliding windows with overlap %d",
                      n_long, len(seqs), cfg.max_residues, cfg.window_overlap)
+    manifest = store_manifest(info, layer, cfg, fasta_path, fasta_checksum(fasta_path), autocast, n_long)
+    writer = StoreWriter(store_path, dim=dim, manifest=manifest, dtype=cfg.dtype, shard_rows=cfg.shard_rows)
     skip = [pid in writer.done for pid in ids]
     if any(skip):
         log.info("%s: %d of %d proteins already embedded, resuming", store_path, sum(skip), len(ids))
-    max_tokens = cfg.max_tokens or (32768 if device.type == "cuda" else 8192)
+    max_tokens = cfg.max_tokens or (32768 if device.type == "cuda" else 16384)
     t0 = time.time()
     n_res = 0
     # If this loop is interrupted, committed shards stay on disk and a rerun resumes after them.
-    for i, x in embed_sequences(model, alphabet, seqs, layer=layer, device=device, max_tokens=max_tokens,
+    for i, x in embed_sequences(net, alphabet, seqs, layer=layer, device=device, max_tokens=max_tokens,
                                 long_mode=cfg.long_mode, max_residues=cfg.max_residues,
                                 window_overlap=cfg.window_overlap, autocast=autocast,
                                 progress=progress, skip=skip, fast=cfg.fast):
@@ -276,6 +249,3 @@ def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cf
              n_res / max(dt, 1e-9), info.name, layer, store_path)
     return store
 
-
-def config_dict(cfg: EmbedConfig) -> dict[str, Any]:
-    return to_dict(cfg)

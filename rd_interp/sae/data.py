@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataSource", "as_source", "columns_to_json", "parse_columns", "split_rows"]
+__all__ = ["DataSource", "as_source", "columns_to_json", "parse_columns"]
 
 
 def parse_columns(spec: Any) -> slice | np.ndarray | None:
@@ -183,28 +183,3 @@ class BatchOrder:
             start += take
             need -= take
         return out[0] if len(out) == 1 else np.concatenate(out)
-
-
-def split_rows(data: Any, holdout: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train_rows, heldout_rows). For a store the split is by PROTEIN: residues of one protein are
-    strongly correlated, so a residue-level split would leak and flatter held-out metrics."""
-    if not 0.0 <= holdout < 1.0:
-        raise ValueError(f"holdout fraction must be in [0, 1), got {holdout}")
-    rng = np.random.default_rng([int(seed), 0x401D])
-    if isinstance(data, DataSource):
-        data = data.store if data.store is not None else data._array
-    if hasattr(data, "protein_rows") and hasattr(data, "n_proteins"):
-        n_p = int(data.n_proteins)
-        n_hold = int(round(holdout * n_p)) if holdout > 0 else 0
-        if holdout > 0 and n_p >= 2:
-            n_hold = min(max(n_hold, 1), n_p - 1)
-        perm = rng.permutation(n_p)
-        held = np.sort(perm[:n_hold])
-        train = np.sort(perm[n_hold:])
-        return data.protein_rows(train), data.protein_rows(held)
-    n = int(data.shape[0]) if isinstance(data, np.ndarray) else int(data)
-    n_hold = int(round(holdout * n)) if holdout > 0 else 0
-    if holdout > 0 and n >= 2:
-        n_hold = min(max(n_hold, 1), n - 1)
-    perm = rng.permutation(n)
-    return np.sort(perm[n_hold:]).astype(np.int64), np.sort(perm[:n_hold]).astype(np.int64)

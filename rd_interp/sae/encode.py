@@ -76,8 +76,7 @@ def encode_proteins(
     if pooling not in ("max", "mean"):
         raise ValueError(f"pooling must be 'max' or 'mean', got {pooling!r}")
     if columns is None:
-        src = getattr(sae, "source_", None) or {}
-        columns = src.get("columns")
+        columns = (sae.provenance.source or {}).get("columns")
     cols = parse_columns(columns)
     n_lat = sae.n_latents
     offsets = np.asarray(store.offsets, dtype=np.int64)
@@ -89,12 +88,8 @@ def encode_proteins(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_p, unit="protein", desc="encode")
-    i = 0
-    while i < n_p:
-        j = i + 1  # proteins i..j-1: whole proteins, about batch_rows residues
-        while j < n_p and offsets[j] + lengths[j] - offsets[i] <= batch_rows and (j - i) * n_lat < _POOL_CELLS:
-            j += 1
-        lo, hi = int(offsets[i]), int(offsets[j - 1] + lengths[j - 1])
+    max_proteins = -(-_POOL_CELLS // n_lat)  # dense pooling block stays within _POOL_CELLS cells
+    for i, j, lo, hi in store.protein_blocks(batch_rows, max_proteins=max_proteins):
         X = store.rows(lo, hi, cols)
         if X.shape[1] != sae.d_in:
             raise ValueError(f"{getattr(store, 'path', 'store')}: selected columns have dimension {X.shape[1]}, "
@@ -105,7 +100,6 @@ def encode_proteins(
         parts.append(_pool(prot, lat, val, lengths[i:j], n_lat, pooling))
         if bar is not None:
             bar.update(j - i)
-        i = j
     if bar is not None:
         bar.close()
     if not parts:

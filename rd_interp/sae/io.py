@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json
 from rd_interp.io.provenance import versions
+from rd_interp.io.serialize import ConfigError
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 
 __all__ = ["FORMAT", "load_sae", "save_sae"]
@@ -55,9 +56,10 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, extra_cfg: dict[str,
             "scale": float(sae.pre_scale),
             "note": "x' = (x - mean) * scale is applied inside encode(); pass raw embeddings",
         },
-        "source": getattr(sae, "source_", None),
-        "train": getattr(sae, "train_info_", None),
-        "seed": (getattr(sae, "train_info_", None) or {}).get("seed"),
+        "source": sae.provenance.source,
+        "train": sae.provenance.train,
+        "split": sae.provenance.split,
+        "seed": (sae.provenance.train or {}).get("seed"),
         "versions": versions(),
         "sha256": {WEIGHTS: sha256_file(out / WEIGHTS)},
     }
@@ -70,6 +72,8 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, extra_cfg: dict[str,
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load an SAE saved by `save_sae`; checks the checksum and every tensor's shape against cfg.json."""
     d = Path(directory)
+    if not (d / CONFIG).is_file() and (d / "sae" / CONFIG).is_file():  # a stage folder of `rd-interp sae train`
+        d = d / "sae"
     cpath, wpath = d / CONFIG, d / WEIGHTS
     if not cpath.is_file():
         raise FileNotFoundError(f"{d}: not a saved SAE (no {CONFIG})")
@@ -84,10 +88,12 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
     try:
         scfg = SAEConfig(architecture=cfg["architecture"], d_in=int(cfg["d_in"]), n_latents=int(cfg["n_latents"]),
                          k=int(cfg["k"]), l1_coeff=float(cfg.get("l1_coeff", 5.0)))
-    except KeyError as exc:
-        raise ValueError(f"{cpath}: missing key {exc}") from None
-    scfg.validate()
-    sae = SparseAutoencoder(scfg, seed=0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{cpath}: missing or malformed key ({exc})") from None
+    try:
+        sae = SparseAutoencoder(scfg, seed=0)
+    except ConfigError as exc:
+        raise ValueError(f"{cpath}: {exc}") from None
     tensors = load_file(str(wpath))
     shapes = {"W_enc": (scfg.d_in, scfg.n_latents), "b_enc": (scfg.n_latents,),
               "W_dec": (scfg.n_latents, scfg.d_in), "b_dec": (scfg.d_in,)}
@@ -107,8 +113,9 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
             raise ValueError(f"{cpath}: preprocessing.mean has {mean.size} values, d_in is {scfg.d_in}")
         sae.pre_mean.copy_(torch.from_numpy(mean))
         sae.pre_scale.fill_(float(np.float32(pre.get("scale", 1.0))))
-    sae.source_ = cfg.get("source")
-    sae.train_info_ = cfg.get("train")
-    sae.saved_cfg_ = cfg
+    sae.provenance.source = cfg.get("source")
+    sae.provenance.train = cfg.get("train")
+    sae.provenance.split = cfg.get("split")
+    sae.provenance.saved = cfg
     sae.eval()
     return sae.to(device)

@@ -24,38 +24,73 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
 
-__all__ = ["ARCHITECTURES", "SAEConfig", "SparseAutoencoder"]
+__all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
 
 
 @dataclass
 class SAEConfig:
-    """Architecture of a sparse autoencoder. `d_in=0` means "take it from the training data"."""
+    """Architecture and size of a sparse autoencoder.
 
-    architecture: Literal["topk", "batchtopk", "relu"] = "topk"
-    d_in: int = 0
-    n_latents: int = 4096
-    k: int = 32
+    Sizes may be given relative to the input width, resolved by ``resolve(d_in)`` once the data are known:
+    ``n_latents = 0`` means ``expansion x d_in``, and ``k_ratio > 0`` means ``k = max(1, round(k_ratio x d_in))``
+    (the same sparsity ratio in spaces of different width, for size-matched comparisons).
+    """
+
+    architecture: Literal["topk", "batchtopk", "relu"] = opt("topk", "topk | batchtopk | relu")
+    d_in: int = opt(0, "input width (0: from the data)", cli=False)
+    n_latents: int = opt(0, "dictionary size (0: expansion x d_in)")
+    k: int = opt(32, "active latents per vector (TopK/BatchTopK); replaced by k_ratio when that is > 0")
     # ReLU only: weight of sum_i z_i * ||W_dec[i]|| (the InterPLM / Anthropic April-2024 baseline).
-    l1_coeff: float = 5.0
+    l1_coeff: float = opt(5.0, "ReLU only: weight of the decoder-norm-weighted L1 penalty")
+    expansion: int = opt(8, "n_latents = expansion x d_in when n_latents is 0")
+    k_ratio: float = opt(0.0, "> 0: k = max(1, round(k_ratio x d_in)) instead of k")
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"architecture: {self.architecture!r} is not one of {list(ARCHITECTURES)}")
         if self.d_in < 0:
             raise ConfigError(f"d_in: must be >= 1 (or 0 = from the data), got {self.d_in}")
-        if self.n_latents < 1:
-            raise ConfigError(f"n_latents: must be >= 1, got {self.n_latents}")
+        if self.n_latents < 0:
+            raise ConfigError(f"n_latents: must be >= 1 (or 0 = expansion x d_in), got {self.n_latents}")
+        if self.expansion < 1:
+            raise ConfigError(f"expansion: must be >= 1, got {self.expansion}")
+        if not (0 <= self.k_ratio <= 1 and math.isfinite(self.k_ratio)):
+            raise ConfigError(f"k_ratio: must be in [0, 1], got {self.k_ratio}")
         if self.architecture != "relu":
             if self.k < 1:
                 raise ConfigError(f"k: must be >= 1, got {self.k}")
-            if self.k > self.n_latents:
+            if 0 < self.n_latents < self.k and self.k_ratio == 0:
                 raise ConfigError(f"k: {self.k} active latents requested but the SAE has only n_latents={self.n_latents}")
         if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
             raise ConfigError(f"l1_coeff: must be a finite number >= 0, got {self.l1_coeff}")
+
+    def resolve(self, d_in: int) -> SAEConfig:
+        """The concrete config for input width `d_in` (n_latents and k as numbers)."""
+        if self.d_in not in (0, d_in):
+            raise ConfigError(f"d_in: the config says {self.d_in} but the data have dimension {d_in}")
+        n = self.n_latents or self.expansion * int(d_in)
+        k = max(1, int(round(self.k_ratio * d_in))) if self.k_ratio > 0 else self.k
+        out = dataclasses.replace(self, d_in=int(d_in), n_latents=int(n), k=int(k))
+        if out.architecture != "relu" and out.k > out.n_latents:
+            raise ConfigError(f"k: {out.k} active latents requested but the SAE has only n_latents={out.n_latents} "
+                              f"(d_in={d_in})")
+        out.validate()
+        return out
+
+
+@dataclass
+class Provenance:
+    """Where an SAE came from, declared (not attached): filled by training and by loading."""
+
+    source: dict | None = None  # the training data: store/array name, columns, widths
+    train: dict | None = None  # resolved training settings and final running statistics
+    split: dict | None = None  # the held-out split (fraction, seed, method, digest of held-out ids)
+    saved: dict | None = None  # the cfg.json it was loaded from
 
 
 class _Pattern:
@@ -165,9 +200,10 @@ class SparseAutoencoder(nn.Module):
     def __init__(self, cfg: SAEConfig, *, seed: int | None = 0):
         super().__init__()
         cfg.validate()
-        if cfg.d_in < 1:
-            raise ConfigError("d_in: must be set (>= 1) to build an SAE")
+        if cfg.d_in < 1 or cfg.n_latents < 1:
+            raise ConfigError("d_in and n_latents must be set (>= 1) to build an SAE; use cfg.resolve(d_in)")
         self.cfg = cfg
+        self.provenance = Provenance()
         d, n = cfg.d_in, cfg.n_latents
         gen = torch.Generator().manual_seed(int(seed or 0))
         # Decoder rows: random unit vectors; encoder = decoder^T (Gao et al.), biases zero.
@@ -212,7 +248,7 @@ class SparseAutoencoder(nn.Module):
         return x
 
     def source_hint(self) -> str:
-        src = getattr(self, "source_", None) or {}
+        src = self.provenance.source or {}
         if not src:
             return ""
         cols = src.get("columns")

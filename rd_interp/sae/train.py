@@ -17,7 +17,6 @@ checkpoint) ends identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ import torch
 
 from rd_interp.device import resolve_device
 from rd_interp.io.atomic import atomic_path, sha256_json
+from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
@@ -48,26 +48,26 @@ def default_lr(n_latents: int) -> float:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. `n_steps` wins over `n_tokens`; both unset -> 5 epochs, capped at 50M vectors."""
+    """Optimisation settings. `n_steps` wins over `n_tokens`; both unset -> 5 epochs, capped at 50M vectors.
 
-    batch_size: int = 4096
-    n_steps: int | None = None
-    n_tokens: int | None = None
-    lr: float | None = None  # None -> default_lr(n_latents)
-    warmup_steps: int | None = None  # None -> min(1000, 5% of steps)
-    decay_fraction: float = 0.2  # linear decay to 0 over this final fraction of steps
-    grad_clip: float = 1.0
-    adam_eps: float = 6.25e-10
-    aux_k: int | None = None  # None -> d_in // 2 ; 0 disables AuxK
-    aux_coeff: float = 1 / 32
-    dead_window: int | None = None  # vectors without firing before a latent counts as dead; None -> auto
-    norm_rows: int = 1 << 18  # rows sampled to estimate the pre-processing mean/scale
-    seed: int = 0
-    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    autocast: bool = True  # bf16 encoder matmul on CUDA (ignored on CPU)
-    checkpoint_every: int = 500  # steps; only with a checkpoint_dir
-    threshold_batches: int = 8  # BatchTopK: batches of training rows used to calibrate the inference threshold
-    num_threads: int | None = None  # torch CPU threads (None: leave torch's setting)
+    The seed and the device are arguments of train_sae, not options: a run fans one config out over seeds.
+    """
+
+    batch_size: int = opt(4096, "vectors per optimiser step")
+    n_steps: int | None = opt(None, "optimiser steps (None: from n_tokens, else 5 epochs capped at 50M vectors)")
+    n_tokens: int | None = opt(None, "training vectors, instead of n_steps")
+    lr: float | None = opt(None, "learning rate (None: 2e-4 * sqrt(2^14 / n_latents))")
+    warmup_steps: int | None = opt(None, "linear warmup steps (None: min(1000, 5% of steps))")
+    decay_fraction: float = opt(0.2, "linear decay to 0 over this final fraction of steps")
+    grad_clip: float = opt(1.0, "gradient-norm clip (0: off)")
+    adam_eps: float = opt(6.25e-10, "Adam epsilon")
+    aux_k: int | None = opt(None, "AuxK latents (None: d_in / 2; 0 disables AuxK)")
+    aux_coeff: float = opt(1 / 32, "AuxK loss weight")
+    dead_window: int | None = opt(None, "vectors without firing before a latent counts as dead (None: auto)")
+    norm_rows: int = opt(1 << 18, "rows sampled to estimate the input mean and scale")
+    autocast: bool = opt(True, "bf16 encoder matmul on CUDA (ignored on CPU)")
+    checkpoint_every: int = opt(500, "steps between checkpoints (with a checkpoint directory)")
+    threshold_batches: int = opt(8, "BatchTopK: training batches used to calibrate the inference threshold")
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -163,13 +163,16 @@ def train_sae(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
 ) -> SparseAutoencoder:
     """Train an SAE on `data` (array [N, D] or EmbeddingStore), optionally on `columns` and `rows` only.
 
     `checkpoint_dir`: a checkpoint is written there every `checkpoint_every` steps and at the end; if
     one exists (from the same data/config) training resumes from it. `stop_after`: run at most that many
     steps in this call (checkpoint, then return the partly trained SAE) - for time-sliced jobs.
-    The returned SAE carries `train_info_` (resolved settings, final running statistics) and `source_`.
+    `seed` fixes the initialisation and the batch order; the returned SAE's ``provenance`` holds the
+    resolved settings, final running statistics (``train``) and the data it saw (``source``).
     """
     cfg = train_cfg or TrainConfig()
     cfg.validate()
@@ -179,19 +182,16 @@ def train_sae(
     n_train = source.n_rows if rows is None else int(rows.size)
     if n_train < 1:
         raise ValueError(f"{source.name}: no training vectors")
-    if sae_cfg.d_in == 0:
-        sae_cfg = dataclasses.replace(sae_cfg, d_in=source.dim)
-    elif sae_cfg.d_in != source.dim:
+    if sae_cfg.d_in not in (0, source.dim):
         raise ValueError(f"SAEConfig.d_in={sae_cfg.d_in} but the selected data columns have dimension {source.dim}")
-    sae_cfg.validate()
+    sae_cfg = sae_cfg.resolve(source.dim)
     res = _resolve(sae_cfg, cfg, n_train)
     n_steps = res["n_steps"]
-    dev = resolve_device(cfg.device)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    dev = resolve_device(device)
+    seed = int(seed)
 
-    sae = SparseAutoencoder(sae_cfg, seed=cfg.seed)
-    mean, scale, _ = fit_preprocessing(source, rows, cfg.norm_rows, cfg.seed)
+    sae = SparseAutoencoder(sae_cfg, seed=seed)
+    mean, scale, _ = fit_preprocessing(source, rows, cfg.norm_rows, seed)
     with torch.no_grad():
         sae.pre_mean.copy_(torch.from_numpy(mean))
         sae.pre_scale.fill_(scale)
@@ -203,8 +203,8 @@ def train_sae(
     source_info = {"name": source.name, "store": str(source.store.path) if source.store is not None else None,
                    "columns": columns_to_json(source.columns, source.full_dim), "full_dim": source.full_dim,
                    "n_train_rows": n_train}
-    fingerprint = sha256_json({"sae": to_dict(sae_cfg), "train": to_dict(cfg), "source": source_info,
-                               "rows": _rows_digest(rows)})
+    fingerprint = sha256_json({"sae": to_dict(sae_cfg), "train": to_dict(cfg), "seed": seed,
+                               "source": _portable(source_info), "rows": _rows_digest(rows)})
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if ckpt_path is not None and ckpt_path.is_file():
@@ -218,7 +218,7 @@ def train_sae(
         start = int(state["step"])
         log.info("resuming %s from step %d/%d", ckpt_path, start, n_steps)
 
-    order = BatchOrder(rows, source.n_rows, cfg.batch_size, cfg.seed)
+    order = BatchOrder(rows, source.n_rows, cfg.batch_size, seed)
     end = n_steps if stop_after is None else min(n_steps, start + int(stop_after))
     bar = None
     if progress and end > start:
@@ -276,15 +276,20 @@ def train_sae(
     if sae_cfg.architecture == "batchtopk" and end >= n_steps:
         sae.threshold.fill_(calibrate_threshold(sae, source, order, n_steps, cfg.threshold_batches))
     sae.eval()
-    sae.source_ = source_info
-    sae.train_info_ = {
-        **res, "batch_size": cfg.batch_size, "seed": cfg.seed, "steps_done": end, "finished": end >= n_steps,
+    sae.provenance.source = source_info
+    sae.provenance.train = {
+        **res, "batch_size": cfg.batch_size, "seed": seed, "steps_done": end, "finished": end >= n_steps,
         "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
         "running_fvu": run_fvu, "running_l0": run_l0, "device": str(dev),
         "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
         "train_config": to_dict(cfg),
     }
     return sae
+
+
+def _portable(source_info: dict) -> dict:
+    """Source identity without its location, so a checkpoint still resumes after the folder moved."""
+    return {k: v for k, v in source_info.items() if k not in ("name", "store")}
 
 
 def _rows_digest(rows: np.ndarray | None) -> str | None:

@@ -1,0 +1,47 @@
+"""DistillConfig: how the reverse-distillation chain of a run is fitted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rd_interp.io.options import opt
+from rd_interp.io.serialize import ConfigError
+
+
+@dataclass
+class DistillConfig:
+    """Options of the distill stage. Fields named like ReverseDistillationChain's parameters are passed to it."""
+
+    regressor: Literal["pcr", "linear", "ridge"] = opt(
+        "pcr", "pcr: Johnstone-selected PCs of H_small (the reference's default); linear: OLS on all of "
+               "H_small (exactly orthogonal blocks); ridge")
+    sigma_sq: float | None = opt(None, "noise variance for the Johnstone threshold (default: estimated as the "
+                                       "reference does)")
+    alpha: float = opt(1.0, "ridge penalty (regressor = ridge)")
+    min_variance_explained: float = opt(0.95, "PCR fallback when no PC clears the threshold: keep PCs up to "
+                                              "this explained variance")
+    mode: Literal["chain", "direct"] = opt("chain", "chain: each step starts from the previous rd embedding; "
+                                                    "direct: every step from the smallest model")
+    train_proteins: int = opt(1000, "proteins the chain is fitted on (seeded subset; the paper uses ~1,000; "
+                                    "0 = all); every protein is transformed")
+    chunk_rows: int = opt(65536, "rows per streamed block")
+
+    def validate(self) -> None:
+        if self.train_proteins != 0 and self.train_proteins < 10:
+            raise ConfigError(f"distill.train_proteins must be 0 (all) or >= 10, got {self.train_proteins}")
+        if self.sigma_sq is not None and not self.sigma_sq > 0:
+            raise ConfigError("distill.sigma_sq must be > 0 when given")
+        if not self.alpha > 0:
+            raise ConfigError("distill.alpha must be > 0")
+        if not 0 < self.min_variance_explained <= 1:
+            raise ConfigError("distill.min_variance_explained must be in (0, 1]")
+        if self.chunk_rows < 1:
+            raise ConfigError("distill.chunk_rows must be >= 1")
+
+    def chain(self, names: list[str], device: str = "cpu"):
+        """The ReverseDistillationChain these options describe (parameters matched by name)."""
+        from rd_interp.distill.chain import ReverseDistillationChain
+
+        params = {k: getattr(self, k) for k in ReverseDistillationChain._get_param_names() if hasattr(self, k)}
+        return ReverseDistillationChain(**{**params, "names": names, "device": device})

@@ -1,0 +1,31 @@
+"""The report stage: summary.json, report.html, report.md and figures of a set of enrich stages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
+from rd_interp.io.options import key_dict
+from rd_interp.report.config import ReportConfig
+from rd_interp.report.render import render
+from rd_interp.report.summary import build_summary
+
+STAGE = "report"
+#: Everything render() may write (figures/ holds the PNGs).
+OUTPUTS = ("report.html", "report.md", "summary.json", "run_info.json", "figures")
+
+
+def run(inputs: dict, cfg: ReportConfig, out_dir: str | Path, *, seed: int = 0, config: dict | None = None,
+        device: str | None = None, run_info: dict | None = None,
+        command: str = "rd-interp report (from stage folders)") -> Manifest:
+    """Render the report of inputs["enrich"] (enrich-stage manifests, spaces in report order)."""
+    t0 = time.perf_counter()
+    enrich = list(inputs["enrich"])
+    summary = build_summary(enrich, cfg, seed=seed, config=config, device=device, command=command)
+    d = claim_dir(out_dir, STAGE, OUTPUTS)
+    paths = render(summary, d, figures=cfg.figures, run_info=run_info)
+    return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs={"enrich": enrich}, outputs=sorted(paths),
+                          params={"seed": seed},
+                          result={"run_id": summary["run_id"], "files": sorted(paths)},
+                          seconds=time.perf_counter() - t0)

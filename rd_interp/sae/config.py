@@ -1,0 +1,73 @@
+"""The SAE stage options: one SAE's training (SAETrainConfig), a run's SAEs (SAEStageConfig), encoding.
+
+SAETrainConfig is the architecture (SAEConfig) plus the optimisation (TrainConfig) plus the held-out split,
+composed by inheritance so every option is defined once and `[sae]` stays one flat table in a run config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rd_interp.io.options import opt, subset
+from rd_interp.io.serialize import ConfigError
+from rd_interp.sae.model import SAEConfig
+from rd_interp.sae.train import TrainConfig
+
+#: Spaces a run can train SAEs on: the large model, its rd space, the rd blocks, the small model.
+SPACES = ("large", "rd", "rd.base", "rd.residual", "small")
+
+
+@dataclass
+class SAETrainConfig(TrainConfig, SAEConfig):
+    """Everything one SAE's training depends on (besides its data and seed)."""
+
+    heldout_fraction: float = opt(0.1, "fraction of proteins held out for evaluation (split by protein)")
+    split_seed: int = opt(1, "seed of the held-out split (one split shared by every SAE on the same proteins)")
+
+    def validate(self) -> None:
+        SAEConfig.validate(self)
+        TrainConfig.validate(self)
+        if not 0 < self.heldout_fraction < 0.5:
+            raise ConfigError(f"sae.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
+
+    def sae_config(self) -> SAEConfig:
+        """The architecture part (sizes still relative; train_sae resolves them against the data)."""
+        return subset(SAEConfig, self)
+
+    def train_config(self) -> TrainConfig:
+        return subset(TrainConfig, self)
+
+
+@dataclass
+class SAEStageConfig(SAETrainConfig):
+    """The SAEs of a run: one per (space, seed)."""
+
+    seeds: list[int] = opt(factory=lambda: [0, 1, 2], fanout=True, help="SAE seeds (one SAE per space and seed)")
+    spaces: list[str] = opt(factory=lambda: ["large", "rd", "rd.base", "rd.residual"], fanout=True,
+                            help=f"spaces to train SAEs on, of {list(SPACES)}")
+
+    def validate(self) -> None:
+        super().validate()
+        bad = [s for s in self.spaces if s not in SPACES]
+        if bad:
+            raise ConfigError(f"sae.spaces: unknown {bad}; allowed {list(SPACES)}")
+        if not self.seeds:
+            raise ConfigError("sae.seeds must list at least one seed")
+        if self.d_in != 0:
+            raise ConfigError("sae.d_in: set per space from its width; leave it out of a run config")
+
+
+@dataclass
+class EncodeConfig:
+    """How SAE activations are pooled per protein (the scores GO enrichment reads)."""
+
+    pooling: Literal["max", "mean"] = opt("max", "per-protein pooling of residue activations")
+    batch_rows: int = opt(32768, "residues encoded per block (whole proteins)")
+    chunk_rows: int = opt(4096, "residues per encoder call inside a block")
+
+    def validate(self) -> None:
+        if self.pooling not in ("max", "mean"):
+            raise ConfigError(f"encode.pooling must be 'max' or 'mean', got {self.pooling!r}")
+        if self.batch_rows < 1 or self.chunk_rows < 1:
+            raise ConfigError("encode.batch_rows and encode.chunk_rows must be >= 1")

@@ -1,0 +1,159 @@
+"""The SAE stages: train one SAE on a space (a store and a column block), and encode proteins with it.
+
+train  -> sae/ (sae.safetensors + cfg.json), metrics.json (held-out metrics)
+encode -> scores.npz (pooled activations [n_proteins, n_latents], scipy save_npz), proteins.txt (row ids),
+          decoder_share.npy (when the SAE sees a whole rd store: each latent's decoder share on the base
+          block), encode.json
+
+A space's store comes from an upstream stage (its manifest names the store folder), a stage folder, or a
+bare store folder. The held-out split is the package's one protein split (rd_interp.io.split), recorded in
+the SAE's cfg.json, so `rd-interp sae eval` re-derives exactly the proteins training never saw.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from rd_interp.io.atomic import atomic_path, read_json, write_json, write_text
+from rd_interp.io.inputs import input_store, open_store
+from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
+from rd_interp.io.options import key_dict
+from rd_interp.io.split import SPLIT_METHOD, protein_split, split_digest
+from rd_interp.io.store import EmbeddingStore
+from rd_interp.sae.config import EncodeConfig, SAETrainConfig
+from rd_interp.sae.data import columns_to_json, parse_columns
+from rd_interp.sae.encode import decoder_share, encode_proteins
+from rd_interp.sae.io import load_sae, save_sae
+from rd_interp.sae.metrics import evaluate
+from rd_interp.sae.model import SparseAutoencoder
+from rd_interp.sae.train import train_sae
+
+TRAIN_STAGE = "sae"
+ENCODE_STAGE = "encode"
+SAE_DIR = "sae"
+TRAIN_OUTPUTS = (SAE_DIR, "metrics.json")
+ENCODE_OUTPUTS = ("scores.npz", "proteins.txt", "decoder_share.npy", "encode.json")
+
+
+# -- one protein split ----------------------------------------------------------------------------------------
+def split_rows(store: EmbeddingStore, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(train rows, held-out rows, record) of the protein split used by every SAE stage and `sae eval`."""
+    train, held = protein_split(store.ids, fraction, seed)
+    rec = {"fraction": fraction, "seed": seed, "method": SPLIT_METHOD, "n_heldout_proteins": int(held.size),
+           "n_train_proteins": int(train.size), "heldout_sha256": split_digest(store.ids, held)}
+    return store.protein_rows(train), store.protein_rows(held), rec
+
+
+def heldout_rows(sae: SparseAutoencoder, store: EmbeddingStore) -> np.ndarray:
+    """The held-out rows an SAE was evaluated on, re-derived from its recorded split and checked."""
+    rec = sae.provenance.split
+    if not rec:
+        raise ValueError("this SAE records no held-out split (trained outside rd-interp?); use --rows all")
+    _, held, again = split_rows(store, float(rec["fraction"]), int(rec["seed"]))
+    if again["heldout_sha256"] != rec["heldout_sha256"]:
+        raise ValueError(f"{store.path}: the held-out proteins recorded with the SAE are not those of this store "
+                         "(different proteins?); use --rows all to evaluate on everything")
+    return held
+
+
+# -- train -------------------------------------------------------------------------------------------------------
+def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int = 0, columns: Any = None,
+          label: str | None = None, space: str | None = None, device: str = "auto",
+          progress: bool = True) -> Manifest:
+    """Train one SAE on inputs["store"] (optionally on a column block) and evaluate it on held-out proteins.
+
+    `columns`: None, a slice, "a:b" or {"start": a, "stop": b}; `label`/`space`: how reports name it."""
+    t0 = time.perf_counter()
+    d = claim_dir(out_dir, TRAIN_STAGE, TRAIN_OUTPUTS)
+    store, src = open_store(inputs["store"])
+    cols = parse_columns(columns)
+    train_rows, held_rows, split = split_rows(store, cfg.heldout_fraction, cfg.split_seed)
+    ckpt = d / ".checkpoints"
+    sae = train_sae(store, cfg.sae_config(), cfg.train_config(), columns=cols, rows=train_rows,
+                    checkpoint_dir=ckpt, progress=progress, seed=seed, device=device)
+    metrics = _jsonable(evaluate(sae, store, columns=cols, rows=held_rows))
+    sae.provenance.split = split
+    sae.provenance.source = {**(sae.provenance.source or {}),
+                             "store": os.path.relpath(store.path.resolve(), (d / SAE_DIR).resolve())}
+    cols_json = columns_to_json(cols, store.dim)
+    save_sae(sae, d / SAE_DIR, extra_cfg={"space": label, "columns": cols_json, "metrics": metrics})
+    write_json(d / "metrics.json", metrics)
+    shutil.rmtree(ckpt, ignore_errors=True)  # only needed while training; the saved SAE is the result
+    result = {"label": label, "seed": seed, "d_in": sae.d_in, "n_latents": sae.n_latents, "k": sae.cfg.k,
+              "architecture": sae.cfg.architecture, "metrics": metrics}
+    params = {"seed": seed, "columns": cols_json, "label": label, "space": space}
+    return write_manifest(d, stage=TRAIN_STAGE, config=key_dict(cfg), inputs={"store": src},
+                          outputs=TRAIN_OUTPUTS, params=params, result=result,
+                          seconds=time.perf_counter() - t0)
+
+
+# -- encode ------------------------------------------------------------------------------------------------------
+def encode(inputs: dict, cfg: EncodeConfig, out_dir: str | Path, *, store: Any = None,
+           progress: bool = False) -> Manifest:
+    """Pooled activations of every protein of the SAE's store (or of `store`) with inputs["sae"]."""
+    t0 = time.perf_counter()
+    d = claim_dir(out_dir, ENCODE_STAGE, ENCODE_OUTPUTS)
+    sae_stage = inputs["sae"]
+    sae = load_sae(sae_stage.path(SAE_DIR))
+    if store is None:
+        st = input_store(sae_stage)
+        record: Any = None
+    else:
+        st, record = open_store(store)
+    columns = (sae.provenance.source or {}).get("columns")  # the block the SAE was trained on
+    scores = encode_proteins(sae, st, columns=columns, pooling=cfg.pooling, batch_rows=cfg.batch_rows,
+                             chunk_rows=cfg.chunk_rows, progress=progress)
+    save_scores(d, scores, st.ids)
+    result = {"n_proteins": int(scores.shape[0]), "n_latents": int(scores.shape[1]), "nnz": int(scores.nnz),
+              "label": sae_stage.result.get("label"), "seed": sae_stage.result.get("seed")}
+    blocks = st.manifest.get("blocks")
+    if blocks and columns is None:  # an SAE on a whole rd space: how much each latent writes to each block
+        share = decoder_share(sae, slice(*blocks["base"]))
+        with atomic_path(d / "decoder_share.npy", suffix=".npy") as tmp:
+            np.save(tmp, share, allow_pickle=False)
+        result["decoder_share"] = "decoder_share.npy"
+        result["blocks"] = blocks
+    write_json(d / "encode.json", result)
+    ins = {"sae": sae_stage, **({"store": record} if record is not None else {})}
+    return write_manifest(d, stage=ENCODE_STAGE, config=key_dict(cfg), inputs=ins, outputs=ENCODE_OUTPUTS,
+                          params={}, result=result, seconds=time.perf_counter() - t0)
+
+
+def save_scores(d: Path, scores: sp.csr_matrix, ids: list[str]) -> None:
+    """scores.npz (scipy save_npz) + proteins.txt: what `rd-interp enrich` reads."""
+    with atomic_path(d / "scores.npz", suffix=".npz") as tmp:
+        sp.save_npz(tmp, scores.tocsr(), compressed=True)
+    write_text(d / "proteins.txt", "".join(f"{i}\n" for i in ids))
+
+
+def load_scores(d: Path) -> tuple[sp.csr_matrix, list[str]]:
+    ids = (Path(d) / "proteins.txt").read_text(encoding="utf-8").splitlines()
+    return sp.load_npz(Path(d) / "scores.npz").tocsr(), ids
+
+
+def read_decoder_share(encoded: Manifest) -> np.ndarray | None:
+    name = encoded.result.get("decoder_share")
+    return None if name is None else np.load(encoded.path(name), allow_pickle=False)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def read_metrics(stage: Manifest) -> dict:
+    return read_json(stage.path("metrics.json"))

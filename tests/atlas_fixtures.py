@@ -69,7 +69,7 @@ def go_terms(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 def _strip(rng: np.random.Generator, L: int) -> np.ndarray:
     frac = float(np.exp(rng.uniform(np.log(0.005), np.log(0.6))))
     q = np.zeros(L, np.uint8)
-    n_runs = max(1, int(round(frac * L / 1.5)))
+    n_runs = max(1, round(frac * L / 1.5))
     starts = rng.integers(0, L, size=n_runs)
     lens = rng.geometric(1 / 1.5, size=n_runs)
     idx = np.repeat(starts, lens) + np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
@@ -104,20 +104,23 @@ def synthetic_payload(*, n_spaces: int = 4, n_seeds: int = 3, n_latents: int = 7
             for j in range(n_latents):
                 dead = rng.random() < 0.05
                 freq = 0.0 if dead else float(min(1.0, np.exp(rng.uniform(np.log(1 / n_proteins), np.log(1.6)))))
-                n_fire = int(round(freq * n_proteins))
+                n_fire = round(freq * n_proteins)
                 mx = float(rng.gamma(2.0, 0.5)) if n_fire else 0.0
                 hist = np.bincount(rng.integers(0, 16, size=n_fire), minlength=16).tolist() if n_fire else [0] * 16
                 hits = []
                 n_terms = 0
                 if n_fire >= 3 and rng.random() < 0.45:
                     n_terms = int(rng.geometric(1 / 6))
-                    for r, ti in enumerate(rng.choice(len(terms), size=min(n_terms, 6), replace=False).tolist()):
+                    picks = rng.choice(len(terms), size=min(n_terms, 6), replace=False).tolist()
+                    pvals = np.sort(10 ** -rng.uniform(1.3, 30, size=len(picks)))  # most significant first
+                    for r, ti in enumerate(picks):
                         g, name, ns = terms[ti]
-                        hits.append(TermHit(g, name, ns, p_adj=float(10 ** -rng.uniform(1.3, 30)),
-                                            fold=float(rng.uniform(1.5, 50)), depth=int(rng.integers(1, 13)),
-                                            study_count=int(rng.integers(3, 50)), ic=float(rng.uniform(1, 12)),
+                        hits.append(TermHit(g, name, ns, p_adj=float(pvals[r]),
+                                            fold=float(rng.uniform(1.5, 50)),
+                                            depth=int(rng.integers(10, 14) if r == 1 else rng.integers(1, 10)),
+                                            study_count=int(rng.integers(3, 50)),
+                                            ic=float(rng.uniform(11, 12) if r == 1 else rng.uniform(1, 11)),
                                             role=1 if r == 0 else 2 if r == 1 else 0))
-                    hits.sort(key=lambda t: (t.role == 0, t.role, t.p_adj))
                 share = float(rng.beta(0.7, 0.7)) if blocks else None
                 stratum = None if share is None else "base" if share >= 0.8 else "residual" if share <= 0.2 else "mixed"
                 top = []

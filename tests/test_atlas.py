@@ -53,7 +53,7 @@ def unpack(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def page_parts(html: str) -> tuple[dict, dict[str, bytes]]:
-    meta = json.loads(re.search(r'<script type="application/json" id="atlas-meta">(.*?)</script>', html, re.S).group(1))
+    meta = json.loads(re.search(r'<script type="application/json" id="atlas-meta">(.*?)</script>', html, re.DOTALL).group(1))
     chunks = {m.group(1): base64.b64decode(m.group(2))
               for m in re.finditer(r'<script type="application/octet-stream" id="chunk-([^"]+)">([^<]*)</script>', html)}
     return meta, chunks
@@ -178,7 +178,7 @@ def test_build_sae_entry_from_real_objects(tiny_run):
 
 
 def test_build_sae_entry_bad_inputs(tiny_run):
-    sae, store, scores, res, _ = tiny_run
+    sae, store, scores, _res, _ = tiny_run
     with pytest.raises(ValueError, match="24 latents"):
         build_sae_entry(sae, scores[:, :5], store.ids, seed=0)
     with pytest.raises(ValueError, match="protein ids"):
@@ -199,16 +199,16 @@ def test_build_atlas_names_and_missing_records(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="unique"):
         build_atlas([AtlasSpace("a", "A", [e]), AtlasSpace("a", "B", [e])], recs)
     info = write_atlas(p, tmp_path / "atlas.html")
-    meta, chunks = page_parts((tmp_path / "atlas.html").read_text())
+    _meta, chunks = page_parts((tmp_path / "atlas.html").read_text())
     j, a = unpack(chunks["idx"])
     assert j["accs"] == sorted(p.proteins) and a["s0.freq"].tolist() == pytest.approx([lat.frequency for lat in e.latents])
     assert j["go_names"][j["go_ids"].index("GO:0000010")] == "alpha <b>"
-    dj, da = unpack(chunks["d0"])
+    _dj, da = unpack(chunks["d0"])
     lat = next(x for x in e.latents if len(x.top) >= 2)
     k = int(da["toff"][lat.index]) + 1
     assert j["accs"][da["tprot"][k]] == lat.top[1].accession
     assert bytes(da["strips"][da["soff"][k]:da["soff"][k + 1]]) == lat.top[1].residues.tobytes()
-    sj, sa = unpack(chunks["seq"])
+    _sj, sa = unpack(chunks["seq"])
     i = j["accs"].index(lat.top[1].accession)
     assert bytes(sa["seq"][sa["off"][i]:sa["off"][i + 1]]).decode() == p.proteins[lat.top[1].accession].sequence
     assert info["bytes"] == (tmp_path / "atlas.html").stat().st_size
@@ -235,7 +235,7 @@ def demo_html(tmp_path_factory):
 
 
 def test_demo_sized_atlas_under_15_mb(demo_html):
-    path, info = demo_html
+    _path, info = demo_html
     p = demo_payload()
     n_lat = sum(e.n_latents for s in p.spaces for e in s.saes)
     n_strips = sum(len(lat.top) for s in p.spaces for e in s.saes for lat in e.latents)
@@ -251,20 +251,20 @@ def test_page_is_self_contained_escaped_and_deterministic(demo_html, tmp_path):
     # CSP: no network, scripts and styles only by hash, and the hashes match the inline code
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
     assert "default-src 'none'" in csp and "connect-src 'none'" in csp and "unsafe" not in csp
-    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
-    styles = re.findall(r"<style>(.*?)</style>", html, re.S)
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.DOTALL)
+    styles = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
     assert len(scripts) == 1 and len(styles) == 1
     for code, kind in ((scripts[0], "script-src"), (styles[0], "style-src")):
         digest = base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
         assert f"{kind} 'sha256-{digest}'" in csp
     # nothing external: no src=, no link/iframe/img/font, no url() in CSS
-    assert not re.search(r"<(img|iframe|link|object|embed|audio|video)\b", html, re.I)
+    assert not re.search(r"<(img|iframe|link|object|embed|audio|video)\b", html, re.IGNORECASE)
     assert not re.search(r"\bsrc\s*=", html) and "url(" not in styles[0] and "@import" not in styles[0]
     # hostile strings never appear as markup: title escaped, data only inside JSON-escaped / compressed blocks
     assert "<title>Synthetic demo-size atlas &lt;b&gt;not bold&lt;/b&gt;</title>" in html
     for bad in (XSS_NAME, XSS_TERM, XSS_ACC, XSS_LABEL):
         assert bad not in html
-    assert not re.search(r"<(svg|img|script>window)", html, re.I)  # only JSON-escaped (\u003c) forms exist
+    assert not re.search(r"<(svg|img|script>window)", html, re.IGNORECASE)  # only JSON-escaped (\u003c) forms exist
     assert html.count("</script>") == html.count("<script")
     meta, chunks = page_parts(html)
     assert XSS_LABEL + "rd.residual" in [s["label"] for s in meta["spaces"]]  # ... but the data is intact
@@ -283,7 +283,7 @@ def test_strip_page(tmp_path):
                                                               name=XSS_NAME)], title="explain <query>")
     html = out.read_text()
     assert "<title>explain &lt;query&gt;</title>" in html and XSS_NAME not in html and XSS_TERM not in html
-    meta = json.loads(re.search(r'id="atlas-meta">(.*?)</script>', html, re.S).group(1))
+    meta = json.loads(re.search(r'id="atlas-meta">(.*?)</script>', html, re.DOTALL).group(1))
     t = meta["proteins"][0]["tracks"][0]
     assert np.frombuffer(base64.b64decode(t["q"]), np.uint8).tolist() == [0, 0, 128, 255, 0, 0, 0, 64, 0, 0]
     assert t["scale"] == 1.0 and meta["proteins"][0]["name"] == XSS_NAME

@@ -147,7 +147,8 @@ def _side_python() -> str:
     if not SIDE_PY.is_file():
         pytest.skip(f"sae-lens side venv not found at {SIDE_VENV.relative_to(REPO)}; create it with "
                     "`python tests/test_sae_export.py --provision`")
-    probe = subprocess.run([str(SIDE_PY), "-c", "import sae_lens"], capture_output=True, text=True)
+    probe = subprocess.run([str(SIDE_PY), "-c", "import sae_lens"], check=False, capture_output=True,
+                           text=True)
     if probe.returncode != 0:
         pytest.skip(f"sae_lens does not import in {SIDE_VENV.relative_to(REPO)}: {probe.stderr.strip()[-200:]}")
     return str(SIDE_PY)
@@ -176,7 +177,8 @@ def saelens_round_trip(tmp_path_factory):
                                TrainConfig(batch_size=256, n_steps=60, seed=0, num_threads=1), progress=False)
         dirs.append(str(export_saelens(saes[arch], tmp / arch, metadata={"model_name": "mini-L"})))
     np.save(tmp / "x.npy", test, allow_pickle=False)
-    res = subprocess.run([py, "-c", _SIDE_SCRIPT, str(tmp / "x.npy"), *dirs], capture_output=True, text=True,
+    res = subprocess.run([py, "-c", _SIDE_SCRIPT, str(tmp / "x.npy"), *dirs], check=False, capture_output=True,
+                         text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     kinds = {Path(line.split()[0]).name: line.split()[1:] for line in res.stdout.strip().splitlines()}

@@ -107,7 +107,7 @@ BEST_TERMS = TableSchema("rd_interp.enrich.best_terms", 1, {
 
 def parquet_available() -> bool:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         return False
@@ -125,7 +125,7 @@ def _conform(df: pd.DataFrame, schema: TableSchema | None, where: str) -> pd.Dat
         s = df[c]
         try:
             if col.dtype == "str":
-                out[c] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+                out[c] = pd.Series([None if pd.isna(v) else str(v) for v in s.tolist()], index=df.index, dtype=object)
             elif col.dtype == "bool":
                 if s.dtype != bool and not s.isin([True, False]).all():
                     raise ValueError("values are not all True/False")
@@ -181,7 +181,8 @@ def _arrow_schema(data: pd.DataFrame, schema: TableSchema | None):
             col = schema.columns[c]
             fields.append(pa.field(c, types[col.dtype], nullable=True, metadata={"doc": col.doc}))
         else:
-            fields.append(pa.field(c, pa.Array.from_pandas(data[c]).type))
+            t = pa.Array.from_pandas(data[c]).type
+            fields.append(pa.field(c, pa.string() if pa.types.is_large_string(t) else t))
     meta = {_META_KEY: json.dumps(schema.to_json() if schema else None, sort_keys=True).encode()}
     return pa.schema(fields, metadata=meta)
 
@@ -197,7 +198,8 @@ def _write_parquet(data: pd.DataFrame, path: Path, schema: TableSchema | None) -
         if pa.types.is_floating(f.type):  # NaN -> null, the Parquet way of saying "no value"
             arrays.append(pa.array(s.to_numpy(dtype=np.float64), type=f.type, from_pandas=True))
         else:
-            arrays.append(pa.array(s.tolist() if f.type == pa.string() else s.to_numpy(), type=f.type))
+            arrays.append(pa.array(s.tolist() if f.type == pa.string() else s.to_numpy(), type=f.type,
+                                   from_pandas=True))
     table = pa.Table.from_arrays(arrays, schema=aschema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)

@@ -413,12 +413,6 @@ def pack_chunk(obj: Any, arrays: Mapping[str, np.ndarray] | None = None, level: 
     return zlib.compress(raw, level)
 
 
-def _f(x: float | None, digits: int = 4) -> float | None:
-    if x is None or not math.isfinite(x):
-        return None
-    return float(f"{x:.{digits}g}")
-
-
 def _neglog10(p: float) -> float:
     return 400.0 if p <= 0 else max(-math.log10(p), 0.0)  # p < 1e-400 does not occur in float64
 
@@ -500,7 +494,7 @@ def _chunks(payload: AtlasPayload) -> tuple[dict[str, Any], dict[str, bytes]]:
             for i, acc in enumerate(accs):
                 for lat_i, rel in per[i]:
                     p_lat.append(lat_i)
-                    p_rel.append(int(round(255 * min(max(rel, 0.0), 1.0))))
+                    p_rel.append(round(255 * min(max(rel, 0.0), 1.0)))
                     p_top.append(1 if (lat_i, acc) in tops else 0)
                 p_off[i + 1] = len(p_lat)
             pl_arrays.update({pre + "off": np.array(p_off, np.uint32), pre + "lat": np.array(p_lat, np.uint32),

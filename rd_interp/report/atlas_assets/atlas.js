@@ -7,7 +7,7 @@
   var META = JSON.parse(document.getElementById('atlas-meta').textContent);
   var NS = ['BP', 'MF', 'CC', '?'], STRATA = ['', 'base', 'mixed', 'residual'];
   var PAGE = 100;
-  var IDX = null, SAES = [], TERMS = null, termHits = null, ACC = null, SPACE = {};
+  var lastTerm = -1, IDX = null, SAES = [], TERMS = null, termHits = null, ACC = null, SPACE = {};
   var state = { tab: 'latents', q: '', space: '', seed: '', stratum: '', ns: '', sort: 'sig', annot: false, limit: PAGE,
     sel: '' };
   var $ = function (id) { return document.getElementById(id); };
@@ -303,23 +303,24 @@
       (blocks[1] ? blocks[1].name : 'rest') + ' ' + pct(1 - v)));
     return f;
   }
-  function termsTable(s, l) {
-    var a = s.toff[l], b = s.toff[l + 1];
+  function termsTable(s, l, opt) {
+    var a = s.toff[l], b = s.toff[l + 1], compact = opt && opt.compact, mark = opt ? opt.term : -1;
     if (a === b) return el('p', 'muted', s.freq[l] > 0 ? 'No GO term captured by this latent.' : 'This latent never fires on the scored proteins.');
     var tb = el('table', 'rows'), hr = el('tr');
-    [['', ''], ['GO term', ''], ['p_adj', 'num'], ['fold', 'num'], ['depth', 'num'], ['k', 'num']].forEach(function (h) { hr.appendChild(th(h[0], h[1])); });
+    var cols = compact ? [['GO term', ''], ['p_adj', 'num'], ['fold', 'num']]
+      : [['GO term', ''], ['p_adj', 'num'], ['fold', 'num'], ['depth', 'num'], ['k', 'num']];
+    cols.forEach(function (h) { hr.appendChild(th(h[0], h[1])); });
     var thead = el('thead'); thead.appendChild(hr); tb.appendChild(thead);
     var body = el('tbody');
     for (var e = a; e < b; e++) {
-      var t = s.tid[e], tr = el('tr'), c0 = el('td');
-      if (s.trole[e] & 1) c0.appendChild(badge('most significant', 'sig'));
-      if (s.trole[e] & 2) c0.appendChild(badge('most specific', 'spec'));
-      tr.appendChild(c0);
+      var t = s.tid[e], tr = el('tr', t === mark ? 'sel' : '');
       var c = el('td'); c.appendChild(link(termHash(t), TERMS.names[t]));
-      var sub = el('div', 'sub'); sub.appendChild(quickgo(TERMS.ids[t])); sub.appendChild(document.createTextNode(' · ' + NS[TERMS.ns[t]]));
+      var sub = el('div', 'sub'); sub.appendChild(quickgo(TERMS.ids[t])); sub.appendChild(document.createTextNode(' · ' + NS[TERMS.ns[t]] + ' '));
+      if (s.trole[e] & 1) sub.appendChild(badge('most significant', 'sig'));
+      if (s.trole[e] & 2) sub.appendChild(badge('most specific', 'spec'));
       c.appendChild(sub); tr.appendChild(c);
       tr.appendChild(td(pfmt(s.tlp[e]), 'num')); tr.appendChild(td(fmt(s.tfold[e]), 'num'));
-      tr.appendChild(td(String(TERMS.depth[t]), 'num')); tr.appendChild(td(String(s.tk[e]), 'num'));
+      if (!compact) { tr.appendChild(td(String(TERMS.depth[t]), 'num')); tr.appendChild(td(String(s.tk[e]), 'num')); }
       body.appendChild(tr);
     }
     tb.appendChild(body);
@@ -363,7 +364,7 @@
 
   function latentPanel(si, l, opt) {
     var s = SAES[si], box = el('div', 'latent');
-    var h = el('h2');
+    var h = el(opt.compact ? 'h3' : 'h2', opt.compact ? 'paneltitle' : '');
     if (opt.compact) h.appendChild(link(latentHash(si, l), spaceLabel(s.space) + ' · seed ' + s.seed + ' · latent #' + l));
     else h.textContent = spaceLabel(s.space) + ' · seed ' + s.seed + ' · latent #' + l + ' ';
     if (s.stratum && s.stratum[l]) { h.appendChild(document.createTextNode(' ')); h.appendChild(badge(STRATA[s.stratum[l]], STRATA[s.stratum[l]])); }
@@ -373,11 +374,10 @@
     facts.appendChild(fact('Max activation', fmt(s.max[l])));
     facts.appendChild(fact('Terms captured', String(s.nterms[l])));
     if (s.share && isFinite(s.share[l])) facts.appendChild(shareFact(s, l));
-    box.appendChild(facts);
     var row = el('div', 'row2'), hbox = el('div');
-    row.appendChild(hbox); box.appendChild(row);
+    row.appendChild(facts); row.appendChild(hbox); box.appendChild(row);
     box.appendChild(el('h3', '', 'GO terms'));
-    box.appendChild(termsTable(s, l));
+    box.appendChild(termsTable(s, l, opt));
     var a = s.toff[l];
     if (!opt.compact && a < s.toff[l + 1]) {
       var t = s.tid[a], b = el('button', 'act', 'Compare "' + TERMS.names[t] + '" across spaces');
@@ -396,7 +396,7 @@
     SAES.forEach(function (s) { if (s.space === spaceKey && String(s.seed) === String(seed)) si = s.i; });
     var host = clear($('detail'));
     if (si < 0 || !(l >= 0 && l < SAES[si].n)) { host.appendChild(el('p', 'warn', 'No such latent in this atlas.')); return Promise.resolve(); }
-    var r = latentPanel(si, l, {});
+    var r = latentPanel(si, l, { term: lastTerm });  // the term the user came from is highlighted
     host.appendChild(r[0]);
     return r[1].catch(function (e) { fail(host, e); });
   }
@@ -404,6 +404,7 @@
   // ------------------------------------------------------------------ detail: term
   function showTerm(goid) {
     var host = clear($('detail')), t = termIndex(goid);
+    lastTerm = t;
     if (t < 0) { host.appendChild(el('p', 'warn', 'No latent in this atlas captures ' + goid + '.')); return Promise.resolve(); }
     var h = el('h2', '', TERMS.names[t]);
     host.appendChild(h);
@@ -472,6 +473,7 @@
   }
   function showCompare(goid, a, b) {
     var host = clear($('detail')), t = termIndex(goid);
+    lastTerm = t;
     if (t < 0) { host.appendChild(el('p', 'warn', 'No latent in this atlas captures ' + goid + '.')); return Promise.resolve(); }
     var h = el('h2', '', 'Best latent for "' + TERMS.names[t] + '" in two spaces');
     host.appendChild(h);
@@ -493,7 +495,7 @@
       if (!x) { col.appendChild(el('h2', '', spaceLabel(key))); col.appendChild(el('p', 'muted', 'No latent in this space captures the term.')); return; }
       col.appendChild(el('p', 'sub', 'p_adj ' + pfmt(SAES[x[0]].tlp[x[2]]) + ' · fold ' + fmt(SAES[x[0]].tfold[x[2]]) + ' · ' +
         SAES[x[0]].tk[x[2]] + ' top proteins annotated'));
-      var r = latentPanel(x[0], x[1], { compact: true, overview: true, limit: 6 });
+      var r = latentPanel(x[0], x[1], { compact: true, overview: true, limit: 6, term: t });
       col.appendChild(r[0]); jobs.push(r[1]);
     });
     return Promise.all(jobs).catch(function (e) { fail(host, e); });
@@ -557,6 +559,7 @@
     ['f-space', 'f-seed', 'f-stratum', 'f-ns', 'f-sort', 'f-annot'].forEach(function (id) {
       $(id).parentNode.className = ($(id).parentNode.className.replace(/\s*hide/g, '')) + (show.indexOf(id) < 0 ? ' hide' : '');
     });
+    document.querySelector('main.panes').className = 'panes' + (tab === 'compare' ? ' narrowlist' : '');
     $('q').placeholder = { latents: 'Filter latents by GO id or term name, or #index', terms: 'Search GO terms by id or name',
       proteins: 'Search proteins by accession or name', compare: 'Search GO terms captured in two or more spaces' }[tab];
   }
@@ -571,7 +574,7 @@
     else job = Promise.resolve();
     renderList();
     $('detail').scrollTop = 0;
-    return job.then(function () { document.body.setAttribute('data-view', location.hash || '#'); });
+    return job.then(function () { document.body.setAttribute('data-view', '#' + parts.join('/')); });  // decoded, for tests and tools
   }
   function initControls() {
     var sp = $('f-space'), sd = $('f-seed'), seeds = {};

@@ -297,3 +297,17 @@ def test_scores_may_be_any_sparse_or_dense_input(tiny_run):
     b = build_sae_entry(sae, sp.coo_matrix(scores.toarray()), store.ids, seed=0)
     assert [lat.top for lat in a.latents] == [lat.top for lat in b.latents]
     assert all(tp.residues is None for lat in a.latents for tp in lat.top)  # no store: no strips
+
+
+def test_protein_name_from_headers():
+    from rd_interp.io.fasta import parse_header, protein_name
+
+    cases = {
+        "sp|P69905|HBA_HUMAN Hemoglobin subunit alpha OS=Homo sapiens OX=9606 GN=HBA1 PE=1 SV=2": "Hemoglobin subunit alpha",
+        "P99999 RecName: Full=Cytochrome c; AltName: Full=Cyt c;": "Cytochrome c",
+        "Q1 some kinase": "some kinase",
+        "A0A314": "",  # the shipped headers: accession only
+        "tr|A0A0|A0A0_9XXX": "",
+    }
+    for header, name in cases.items():
+        assert protein_name(parse_header(header)[1]) == name

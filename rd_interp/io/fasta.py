@@ -111,6 +111,28 @@ def parse_header(header: str) -> tuple[str, str]:
     return token, parts[1].strip() if len(parts) > 1 else ""
 
 
+_UNIPROT_TOKEN = re.compile(r"^(?:sp|tr)\|[^|\s]+\|\S*\s*")
+_UNIPROT_FIELDS = re.compile(r"\s(?:OS|OX|GN|PE|SV)=")
+_DE_FULL = re.compile(r"(?:RecName|SubName|AltName):\s*Full=([^;{]+)")
+
+
+def protein_name(description: str) -> str:
+    """Protein name from a FASTA header's description, or "" when it carries none.
+
+    UniProt ``sp|ACC|ENTRY Name OS=... OX=...`` -> "Name"; a Swiss-Prot DE line ``RecName: Full=Name;``
+    -> "Name"; anything else -> the description up to the first UniProt ``XX=`` field.
+    """
+    text = " ".join(str(description).split())
+    m = _DE_FULL.search(text)
+    if m:
+        return m.group(1).strip()
+    text = _UNIPROT_TOKEN.sub("", text, count=1)
+    cut = _UNIPROT_FIELDS.search(" " + text)
+    if cut:
+        text = (" " + text)[:cut.start()]
+    return text.strip()
+
+
 def read_fasta(
     path: str | os.PathLike,
     *,

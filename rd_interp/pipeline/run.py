@@ -24,12 +24,13 @@ from rd_interp.io.atomic import read_json, write_json, write_text
 from rd_interp.io.manifest import Manifest
 from rd_interp.pipeline.cache import Stage, plan, run_stage
 from rd_interp.plm import run as embed_stage
+from rd_interp.probe import run as probe_stage
 from rd_interp.report import run as report_stage
 from rd_interp.sae import run as sae_stage
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "embed", "distill", "sae", "encode", "enrich", "report")
+STAGES = ("data", "embed", "distill", "probe", "sae", "encode", "enrich", "report")
 META_DIR = ".rd_interp"  # run metadata, under a name no user file has
 
 
@@ -41,6 +42,7 @@ class Space:
     label: str  # e.g. "rd.mini-L[residual]"
     source: Manifest
     columns: dict | None  # {"start": a, "stop": b} (the SAE's recorded form) or None for all
+    untrained: bool = False  # the untrained-SAE control
 
 
 class Pipeline:
@@ -101,14 +103,19 @@ class Pipeline:
             return self._finish(meta)
 
         spaces = self.spaces(embeds, distill)
+        probes = self._probe(data, spaces, distill) if cfg.probe.enabled else None
+        if until == "probe":
+            return self._finish(meta)
+
         units = [(spaces[key], seed) for key in cfg.sae.spaces for seed in cfg.sae.seeds]
         saes = {}
         for space, seed in units:
-            params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key}
+            params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key,
+                      **({"untrained": True} if space.untrained else {})}
             st = plan(self.root, f"sae-{space.key}-s{seed}", "sae", cfg.sae, {"store": space.source}, params)
             saes[space.key, seed] = self._run(st, lambda d, space=space, seed=seed: sae_stage.train(
                 {"store": space.source}, cfg.sae, d, seed=seed, columns=space.columns, label=space.label,
-                space=space.key, device=self.device, progress=self.progress))
+                space=space.key, untrained=space.untrained, device=self.device, progress=self.progress))
         if until == "sae":
             return self._finish(meta)
 
@@ -133,13 +140,37 @@ class Pipeline:
                     "wall_seconds": round(time.perf_counter() - t_start, 1)}
         # The summary holds what determines the results, not where they are: out_dir goes to run_info.
         config = {k: v for k, v in cfg.to_dict().items() if k != "out_dir"}
+        extra = {"probes": read_json(probes.path("probes.json"))} if probes is not None else {}
         report = report_stage.run({"enrich": enriched}, cfg.report, self.root / "report", seed=cfg.seed,
-                                  config=config, device=self.device, run_info=run_info,
+                                  config=config, device=self.device, run_info=run_info, extra=extra,
                                   command="rd-interp run (config in provenance)")
         self.timings["report"] = round(time.perf_counter() - t0, 3)
         self.stages["report"] = report
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
+
+    def _probe(self, data: Manifest, spaces: dict[str, Space], distill: Manifest) -> Manifest:
+        """Linear probes of every space with a store (untrained-SAE control aside) and of the rd prefixes."""
+        stores: list[Manifest] = []
+        index: dict[str, int] = {}
+        rows = []
+        for key, sp in spaces.items():
+            if sp.untrained:
+                continue
+            if sp.source.dir not in index:
+                index[sp.source.dir] = len(stores)
+                stores.append(sp.source)
+            cols = None if sp.columns is None else [sp.columns["start"], sp.columns["stop"]]
+            rows.append({"label": sp.label, "kind": "control" if key.startswith("control.") else "space",
+                         "store": index[sp.source.dir], "columns": cols, "key": key})
+        keys = [r.pop("key") for r in rows]
+        prefixes = {"label": spaces["rd"].label, "store": index[distill.dir],
+                    "widths": [int(w) for w in distill.result["dims"]], "large": keys.index("large")}
+        ins = {"data": data, "stores": stores}
+        params = {"seed": self.cfg.seed, "spaces": rows, "prefixes": prefixes}
+        st = plan(self.root, "probe", "probe", self.cfg.probe, ins, params)
+        return self._run(st, lambda d: probe_stage.run(ins, self.cfg.probe, d, spaces=rows, prefixes=prefixes,
+                                                       seed=self.cfg.seed))
 
     def _finish(self, meta: Path) -> dict[str, Manifest]:
         """Record which stage folders this config maps to (what `rd-interp explain` opens)."""
@@ -157,6 +188,8 @@ class Pipeline:
             "rd": Space("rd", f"rd.{large}", distill, None),
             "rd.base": Space("rd.base", f"rd.{large}[base]", distill, _cols(blocks["base"])),
             "rd.residual": Space("rd.residual", f"rd.{large}[residual]", distill, _cols(blocks["residual"])),
+            "control.untrained": Space("control.untrained", f"{large}[untrained SAE]", embeds[-1], None,
+                                       untrained=True),
         }
 
 

@@ -43,12 +43,14 @@ class SAEConfig:
 
     architecture: Literal["topk", "batchtopk", "relu"] = opt("topk", "topk | batchtopk | relu")
     d_in: int = opt(0, "input width (0: from the data)", cli=False)
-    n_latents: int = opt(0, "dictionary size (0: expansion x d_in)")
+    n_latents: int = opt(4096, "dictionary size, the same for every compared space (0: expansion x d_in)")
     k: int = opt(32, "active latents per vector (TopK/BatchTopK); replaced by k_ratio when that is > 0")
     # ReLU only: weight of sum_i z_i * ||W_dec[i]|| (the InterPLM / Anthropic April-2024 baseline).
     l1_coeff: float = opt(5.0, "ReLU only: weight of the decoder-norm-weighted L1 penalty")
     expansion: int = opt(8, "n_latents = expansion x d_in when n_latents is 0")
-    k_ratio: float = opt(0.0, "> 0: k = max(1, round(k_ratio x d_in)) instead of k")
+    k_ratio: float = opt(0.0, "> 0: k = max(1, round(k_ratio x d_in)) instead of k: the same sparsity ratio in "
+                              "spaces of different width (a run's default 1/15 gives k = 32 at ESM-2 35M's 480 "
+                              "dims); 0: use k")
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -193,7 +195,8 @@ class SparseAutoencoder(nn.Module):
     """A trained or trainable SAE. `encode`/`decode`/`forward` work on RAW embeddings.
 
     Parameters (SAELens naming): W_enc [d_in, n_latents], b_enc [n_latents], W_dec [n_latents, d_in],
-    b_dec [d_in] (all in the pre-processed space). Buffers: `pre_mean` [d_in], `pre_scale` [] and,
+    b_dec [d_in] (all in the pre-processed space). Buffers: `pre_mean` [d_in], `pre_dim_scale` [d_in] (per-block
+    input scaling; ones unless trained with blocks), `pre_scale` [] and,
     for BatchTopK, `threshold` [] (the fixed inference threshold; NaN until training sets it).
     """
 
@@ -214,6 +217,7 @@ class SparseAutoencoder(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(d))
         self.register_buffer("pre_mean", torch.zeros(d))
+        self.register_buffer("pre_dim_scale", torch.ones(d))
         self.register_buffer("pre_scale", torch.ones(()))
         self.register_buffer("threshold", torch.full((), float("nan")))
 
@@ -255,10 +259,10 @@ class SparseAutoencoder(nn.Module):
         return f" (trained on {src.get('store') or src.get('name')}, columns {cols if cols is not None else 'all'})"
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.pre_mean) * self.pre_scale
+        return (x - self.pre_mean) * self.pre_dim_scale * self.pre_scale
 
     def postprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.pre_scale + self.pre_mean
+        return x / self.pre_scale / self.pre_dim_scale + self.pre_mean
 
     # -- core (pre-processed space) ------------------------------------------------------------
     def _pre(self, xp: torch.Tensor) -> torch.Tensor:

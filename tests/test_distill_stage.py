@@ -285,6 +285,10 @@ def test_overlapping_fit_set_is_counted_and_warned_about_and_total_overlap_refus
     assert "7 of 50 fit-set proteins are also in the analysis set" in caplog.text
     with pytest.raises(ValueError, match="all 60 fit-set proteins are also in the analysis set"):
         distill_stage.run({"embed": sets["ana"], "fit": sets["ana"]}, DistillConfig(), tmp_path / "d2")
+    sup, _ = _family(tmp_path, "sup", list(a_ids) + list(f_ids[:5]), list(a_seqs) + list(f_seqs[:5]),
+                     np.concatenate([a_len, f_len[:5]]), np.random.default_rng(6))
+    with pytest.raises(ValueError, match="every one of the 60 analysis proteins is also in the fit set"):
+        distill_stage.run({"embed": sets["ana"], "fit": sup}, DistillConfig(), tmp_path / "d3")
 
 
 def test_overlap_counts_by_id_only_when_sequences_are_unknown():

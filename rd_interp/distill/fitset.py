@@ -178,6 +178,10 @@ def fit_data(inputs: dict, cfg: Any, *, seed: int = 0) -> FitData:
                     "overlapping analysis proteins are left out of the held-out diagnostics",
                     ov["fit_proteins_overlapping"], len(fit_ids), " or ".join(ov["checked_by"]), hit.size)
     held = np.setdiff1d(np.arange(n_ana), hit)
+    if held.size == 0:
+        raise ValueError(f"distill: every one of the {n_ana} analysis proteins is also in the fit set (by "
+                         f"{' or '.join(ov['checked_by'])}), so nothing is held out; point distill.fasta at "
+                         "sequences disjoint from the analysis set")
     source = _fit_source(fits[0])
     info = {**source, "disjoint": ov["fit_proteins_overlapping"] == 0, "proteins": int(fit_idx.size),
             "rows": int(fit_stores[0].lengths[fit_idx].sum()), "overlap": ov,

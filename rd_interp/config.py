@@ -134,6 +134,8 @@ def demo_config(out_dir: str = "rd_interp_demo") -> RunConfig:
     the shipped Swiss-Prot proteins. Sized to finish in a few minutes on 2 CPU cores (README: measured times)."""
     cfg = RunConfig(out_dir=out_dir)
     cfg.data.max_proteins = 3000
+    cfg.sae.n_latents = 512  # the same for every space: 5.3x the large width, 16x the residual block's
+    cfg.sae.k_ratio = 0.125  # k = 12 / 8 / 4 on the 96 / 64 / 32-dim spaces and blocks
     cfg.sae.n_steps = 300
     cfg.sae.batch_size = 2048
     cfg.validate()

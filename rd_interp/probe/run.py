@@ -38,16 +38,17 @@ def prefix_widths(step_widths: list[int], n_truncations: int) -> list[int]:
 
 
 def run(inputs: dict, cfg: ProbeConfig, out_dir: str | Path, *, spaces: list[dict], prefixes: dict | None = None,
-        seed: int = 0) -> Manifest:
+        store_names: list[str | None] | None = None, seed: int = 0) -> Manifest:
     """inputs: {"data": data stage, "stores": [stage manifests holding stores]}.
 
-    spaces: [{"label", "kind" ("space"|"control"), "store": index into inputs["stores"], "columns": [a, b]|None}].
+    spaces: [{"label", "kind" ("space"|"control"), "store": index into inputs["stores"], "columns": [a, b]|None}];
+    store_names: per entry of inputs["stores"], the store's name within a multi-store stage (or None).
     prefixes: {"label": rd label, "store": index, "widths": [chain step widths]} for the truncation curve, and
     "large": the index of the `spaces` entry the full-width rd space is compared with.
     """
     t0 = time.perf_counter()
     d = claim_dir(out_dir, STAGE, OUTPUTS)
-    stores = [open_store(m)[0] for m in inputs["stores"]]
+    stores = [open_store(m, name)[0] for m, name in zip(inputs["stores"], store_names or [None] * len(inputs["stores"]))]
     ids = list(stores[0].ids)
     rows = np.arange(len(ids)) if not cfg.max_proteins else seeded_subset(ids, cfg.max_proteins, seed)
     sub_ids = [ids[i] for i in rows]
@@ -96,7 +97,7 @@ def run(inputs: dict, cfg: ProbeConfig, out_dir: str | Path, *, spaces: list[dic
               "n_proteins": len(sub_ids), "level": 0.95, "rows": out_rows, "truncation": truncation,
               "large_at_equal_width": equal}
     write_json(d / "probes.json", probes)
-    params = {"seed": seed, "spaces": spaces, "prefixes": prefixes}
+    params = {"seed": seed, "spaces": spaces, "prefixes": prefixes, "store_names": store_names}
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs=inputs, outputs=OUTPUTS, params=params,
                           result={"n_feature_sets": len(out_rows) + len(truncation)},
                           seconds=time.perf_counter() - t0)

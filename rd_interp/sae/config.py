@@ -49,7 +49,8 @@ class SAEStageConfig(SAETrainConfig):
     """The SAEs of a run: one per (space, seed)."""
 
     seeds: list[int] = opt(factory=lambda: [0, 1, 2], fanout=True, help="SAE seeds (one SAE per space and seed)")
-    spaces: list[str] = opt(factory=lambda: ["large", "rd", "rd.base", "rd.residual", "control.untrained"],
+    spaces: list[str] = opt(factory=lambda: ["large", "rd", "rd.base", "rd.residual", "control.untrained",
+                                             "control.random", "control.naive"],
                             fanout=True,
                             help=f"spaces to train SAEs on, of {list(SPACES)}")
 

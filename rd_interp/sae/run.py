@@ -65,15 +65,16 @@ def heldout_rows(sae: SparseAutoencoder, store: EmbeddingStore) -> np.ndarray:
 
 # -- train -------------------------------------------------------------------------------------------------------
 def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int = 0, columns: Any = None,
-          label: str | None = None, space: str | None = None, untrained: bool = False, device: str = "auto",
-          progress: bool = True) -> Manifest:
+          label: str | None = None, space: str | None = None, untrained: bool = False, store_name: str | None = None,
+          device: str = "auto", progress: bool = True) -> Manifest:
     """Train one SAE on inputs["store"] (optionally on a column block) and evaluate it on held-out proteins.
 
     `columns`: None, a slice, "a:b" or {"start": a, "stop": b}; `label`/`space`: how reports name it.
-    `untrained`: the control SAE (random initialisation, same shape and pre-processing, no training)."""
+    `untrained`: the control SAE (random initialisation, same shape and pre-processing, no training).
+    `store_name`: which store of a stage holding several (the controls stage)."""
     t0 = time.perf_counter()
     d = claim_dir(out_dir, TRAIN_STAGE, TRAIN_OUTPUTS)
-    store, src = open_store(inputs["store"])
+    store, src = open_store(inputs["store"], store_name)
     cols = parse_columns(columns)
     train_rows, held_rows, split = split_rows(store, cfg.heldout_fraction, cfg.split_seed)
     ckpt = d / ".checkpoints"
@@ -95,7 +96,7 @@ def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int =
               "architecture": sae.cfg.architecture, "metrics": metrics, "block_scaling": blocks is not None,
               "untrained": untrained}
     params = {"seed": seed, "columns": cols_json, "label": label, "space": space,
-              **({"untrained": True} if untrained else {})}
+              **({"untrained": True} if untrained else {}), **({"store_name": store_name} if store_name else {})}
     return write_manifest(d, stage=TRAIN_STAGE, config=key_dict(cfg), inputs={"store": src},
                           outputs=TRAIN_OUTPUTS, params=params, result=result,
                           seconds=time.perf_counter() - t0)
@@ -110,7 +111,7 @@ def encode(inputs: dict, cfg: EncodeConfig, out_dir: str | Path, *, store: Any =
     sae_stage = inputs["sae"]
     sae = load_sae(sae_stage.path(SAE_DIR))
     if store is None:
-        st = input_store(sae_stage)
+        st = input_store(sae_stage, store=sae_stage.params.get("store_name"))
         record: Any = None
     else:
         st, record = open_store(store)

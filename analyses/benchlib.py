@@ -24,9 +24,10 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / ".bench"
@@ -187,7 +188,7 @@ class PeerWorker:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "PeerWorker":
+    def __enter__(self) -> PeerWorker:
         return self
 
     def __exit__(self, *exc) -> None:

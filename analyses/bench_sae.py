@@ -19,8 +19,8 @@ What differs between the tools (by design of each, not by our settings):
   decoder only (its fused encoder ignores gradients reaching the pre-activations); on CPU its decoder is
   the `embedding_bag` fallback (no Triton). The Trainer itself needs a Hugging Face model to hook, so its
   step is reproduced here on the saved vectors.
-- SAELens: `TopKTrainingSAE` + `SAETrainer` with `normalize_activations="expected_average_only_in"`;
-  run dense (its default) and with `use_sparse_activations=True`.
+- SAELens: `TopKTrainingSAE` + `SAETrainer` with `normalize_activations="expected_average_only_in"`,
+  dense activations (its default; `--peers saelens-sparse` tries `use_sparse_activations=True`).
 - ours: inputs centred and scaled inside the SAE, Adam eps 6.25e-10, gradient clip 1.0.
 
     python analyses/bench_sae.py                     # ~6 min on 2 cores after the peers are provisioned
@@ -318,8 +318,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=2, help="alternated runs of ours and sparsify (median used)")
-    ap.add_argument("--peers", default="sparsify,saelens-dense,saelens-sparse",
-                    help="comma list of: sparsify, saelens-dense, saelens-sparse")
+    ap.add_argument("--peers", default="sparsify,saelens-dense",
+                    help="comma list of: sparsify, saelens-dense, saelens-sparse (SAELens' sparse mode fails "
+                         "on torch 2.14 CPU: 'aten::view' has no SparseCPU kernel)")
     ap.add_argument("--micro-dims", default="480,1280", help="dims of the decoder micro-benchmark")
     args = ap.parse_args()
 

@@ -48,7 +48,7 @@ def _close(a, b, path="") -> None:
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
             _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, bool) or isinstance(a, (int, np.integer)) or a is None or isinstance(a, str):
+    elif isinstance(a, (bool, int, np.integer, str)) or a is None:
         assert a == b, (path, a, b)
     elif isinstance(a, (float, np.floating)):
         assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-300), (path, a, b)

@@ -15,7 +15,7 @@ measured in the same run (torch.mm at the model's GEMM shapes and a square one);
 model's useful FLOPs (linear layers and attention products on real tokens only; padding not counted)
 at that ceiling, and we report roofline time / our time.
 
-    python analyses/bench_embed.py                      # both models, ~5 min on 2 cores
+    python analyses/bench_embed.py                      # both models, ~8 min on 2 shared cores
     python analyses/bench_embed.py --bf16               # also the optional bf16 CPU path, with its deviation
     python analyses/bench_embed.py --residues-35m 100000 --rounds 5   # bigger run
 
@@ -323,10 +323,10 @@ def bench_model(label: str, ckpt: str, residues: int, args, worker_py: str, tmp:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mini-L,35M-shape", help="comma list of: mini-L, 35M-shape, or checkpoint paths")
-    ap.add_argument("--residues-mini", type=int, default=100_000, help="residue budget for small models")
-    ap.add_argument("--residues-35m", type=int, default=16_000, help="residue budget for the 35M shape")
+    ap.add_argument("--residues-mini", type=int, default=50_000, help="residue budget for small models")
+    ap.add_argument("--residues-35m", type=int, default=12_000, help="residue budget for the 35M shape")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3, help="alternated timing rounds (median reported)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
     ap.add_argument("--max-tokens", type=int, default=8192, help="token budget per batch (ours and transformers)")
     ap.add_argument("--peer-batch", type=int, default=8, help="fair-esm loop batch size")
     ap.add_argument("--no-fair-esm", action="store_true", help="skip the plain fair-esm loop")

@@ -53,7 +53,8 @@ def _f(x: float | None, fmt: str = ",.0f") -> str:
 
 def rows_of(name: str, r: dict) -> list[list[str]]:
     """Markdown table rows (what, command, ours, peer, ratio, check) from one benchmark's JSON line."""
-    cmd = f"`python analyses/{BENCHES[name][0]}`"
+    script, quick, _ = BENCHES[name]
+    cmd = f"`{' '.join(['python', 'analyses/' + script, *quick])}`"
     if name == "embed":
         out = []
         for m in r["models"]:
@@ -68,7 +69,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                         f"max rel diff {eq['max_rel']:.1e}, min cosine {eq['min_cosine']:.6f}"])
             if "bf16" in m:
                 b = m["bf16"]
-                out.append([f"embedding bf16 (optional), {m['model']}", cmd + " --bf16",
+                out.append([f"embedding bf16 (optional), {m['model']}", cmd[:-1] + " --bf16`",
                             f"{_f(b['residues_per_s'])} residues/s", "transformers fp32 (above)",
                             f"{b['speedup_vs_transformers_fp32']:.2f}x",
                             f"vs fp32: max abs {b['deviation_from_fp32']['max_abs']:.2g}, min cosine "
@@ -85,7 +86,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{_f(r['speedup_vs_fastest_peer'], '.2f')}x vs {md(r['fastest_peer'])}",
                  f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.3f')}"]]
     if name == "distill":
-        return [[f"reverse distillation fit, {r['stream_rows'][0]:,} x (320 -> 480)", cmd + " --rows 100000",
+        return [[f"reverse distillation fit, {r['stream_rows'][0]:,} x (320 -> 480)", cmd,
                  f"{r['ours_fit_s']:.1f} s, {r['ours_peak_rss_gb']:.1f} GB peak",
                  f"reverse-distillation {md(r.get('ref_version'))} {r['ref_fit_s']:.1f} s, {r['ref_peak_rss_gb']:.1f} GB",
                  f"{r['fit_speedup']:.1f}x", f"PCs {r['n_pcs_ours']} vs {r['n_pcs_ref']}"]]
@@ -97,7 +98,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{r['mismatches']} mismatches in {r['records_compared']:,} records"]]
     if name == "io":
         h = r["headline"]
-        return [[f"FASTA reading, {r['n_sequences']:,} x {r['length']} aa", cmd + " --n 100000",
+        return [[f"FASTA reading, {r['n_sequences']:,} x {r['length']} aa", cmd,
                  f"{h['ours_s']:.2f} s, +{h['ours_rss_growth_mb']} MB RSS",
                  f"fair-esm FastaBatchedDataset {h['peer_s']:.2f} s, +{h['peer_rss_growth_mb']} MB",
                  f"{h['ratio']:.2f}x", "same records and residues"]]
@@ -113,7 +114,8 @@ def markdown(results: dict) -> str:
              "stated in the last column (CPU cores they kept busy on average).", "",
              "| what | command | rd_interp | peer (same input, same run) | ratio | check | other load |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in results["benchmarks"].items():
+    for name in [n for n in BENCHES if n in results["benchmarks"]]:
+        r = results["benchmarks"][name]
         if "error" in r:
             lines.append(f"| {md(name)} | `python analyses/{BENCHES[name][0]}` | failed: {md(r['error'])} | | | | |")
             continue

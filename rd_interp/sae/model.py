@@ -5,10 +5,11 @@ where x' = (x - mean) * scale is the pre-processed input. The pre-processing (pe
 global scale giving E||x'||^2 = d) lives inside the module so callers always pass RAW embeddings: PLM
 embeddings have a few dimensions with huge means that otherwise dominate the loss and kill latents.
 
-Cost: on CPU the dense encoder matmul is the only unavoidable O(B*d*n) term. Decoding uses
-`embedding_bag` over the k active latents (O(B*k*d)), and the encoder's backward pass only touches
-the selected pre-activations (`_GatherPre`), so a training step costs ~one dense matmul instead of
-the ~five a dense implementation needs.
+Cost: on CPU the dense encoder matmul (and the top-k over its output) is the only unavoidable
+O(B*d*n) term. Decoding uses `embedding_bag` over the k active latents (O(B*k*d)) with autograd's
+backward, the encoder's backward pass only touches the selected pre-activations (`_GatherPre`, CSR
+product), and AuxK ranks only the dead latents' columns, so a training step costs ~one dense matmul
+instead of the ~five a dense implementation needs.
 """
 
 from __future__ import annotations
@@ -98,9 +99,11 @@ class Provenance:
 class _Pattern:
     """Sparsity pattern of a [B, m] latent index matrix, sorted by latent once per step.
 
-    Both weight gradients of a sparse step have the form S^T @ Y with S [B, n_latents] holding B*m
-    non-zeros; with the pattern sorted by latent this is one CSR x dense product (O(B*m*d)), far cheaper
-    on CPU than a dense [B, n] x [B, d] product or embedding_bag's own backward (which re-sorts).
+    The encoder's weight gradient has the form S^T @ x with S [B, n_latents] holding B*m non-zeros; with
+    the pattern sorted by latent this is one CSR x dense product (O(B*m*d)) instead of the dense
+    [B, n] x [B, d] product autograd through top-k would do. (The decoder uses embedding_bag with
+    autograd's own backward: measured faster than this CSR product for it at 480 and 1,280 dims,
+    analyses/bench_sae.py.)
     """
 
     def __init__(self, idx: torch.Tensor, n: int):
@@ -117,8 +120,6 @@ class _Pattern:
         torch.cumsum(counts, 0, out=crow[1:])
         self.crow = crow
         self.flat = flat
-        self.offsets = torch.arange(0, B * m, m, device=idx.device)
-        self.bag = torch.arange(B, device=idx.device).repeat_interleave(m)
         self.shape = (n, B)
 
     def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -152,29 +153,6 @@ class _GatherPre(torch.autograd.Function):
         g_bias = torch.zeros(ctx.n, dtype=grad.dtype, device=grad.device).index_add_(0, pat.flat, grad.reshape(-1))
         g_W = pat.st_mm(grad, x).t().contiguous() if ctx.needs_input_grad[2] else None
         return None, None, g_W, g_bias, None, None
-
-
-class _SparseDecode(torch.autograd.Function):
-    """sum_j vals[b, j] * W_dec[idx[b, j]] via embedding_bag, with a sparse CSR backward."""
-
-    @staticmethod
-    def forward(ctx, vals, W_dec, pattern):
-        ctx.save_for_backward(vals, W_dec)
-        ctx.pattern = pattern
-        return F.embedding_bag(pattern.flat.view(vals.shape), W_dec, per_sample_weights=vals, mode="sum")
-
-    @staticmethod
-    def backward(ctx, grad):
-        vals, W_dec = ctx.saved_tensors
-        pat: _Pattern = ctx.pattern
-        grad = grad.contiguous()
-        g_vals = g_W = None
-        if ctx.needs_input_grad[0]:
-            g_vals = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad, W_dec, pat.flat, pat.offsets, pat.bag, 0, -1).view(vals.shape)
-        if ctx.needs_input_grad[1]:
-            g_W = pat.st_mm(vals, grad)
-        return g_vals, g_W, None
 
 
 def _pad_rows(flat_idx: torch.Tensor, B: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,7 +357,7 @@ class SparseAutoencoder(nn.Module):
         vals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, idx, pat))
         if valid is not None:
             vals = vals * valid
-        x_hat = _SparseDecode.apply(vals, self.W_dec, pat) + self.b_dec
+        x_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
         active = vals.detach() > 0
         fired = torch.zeros(n, dtype=torch.bool, device=xp.device)
         fired[idx[active]] = True
@@ -391,12 +369,18 @@ class SparseAutoencoder(nn.Module):
             n_dead = int(dead_mask.sum())
             if n_dead > 0:
                 ka = min(k_aux, n_dead)
-                masked = pre_d.masked_fill(~dead_mask, float("-inf"))
-                _, aidx = masked.topk(ka, dim=1, sorted=False)
+                # Top-ka among the dead latents only: a [B, n_dead] block instead of masking and
+                # re-ranking all n latents (when every dead latent is selected, no ranking at all).
+                dead_idx = torch.nonzero(dead_mask).squeeze(1)
+                if ka < n_dead:
+                    _, sidx = pre_d.index_select(1, dead_idx).topk(ka, dim=1, sorted=False)
+                    aidx = dead_idx[sidx]
+                else:
+                    aidx = dead_idx.expand(B, n_dead).contiguous()
                 apat = _Pattern(aidx, n)
                 avals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, aidx, apat))
                 e = (xp - x_hat).detach()
-                e_hat = _SparseDecode.apply(avals, self.W_dec, apat)
+                e_hat = F.embedding_bag(aidx, self.W_dec, per_sample_weights=avals, mode="sum")
                 # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
                 denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
                 aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)

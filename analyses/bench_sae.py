@@ -380,7 +380,7 @@ def main() -> int:
         t0 = time.perf_counter()
         sae = train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
                         TrainConfig(batch_size=B, n_steps=steps, lr=lr, warmup_steps=warmup, decay_fraction=0.2,
-                                    seed=args.seed, dead_window=dead_window, device="cpu"), progress=False)
+                                    dead_window=dead_window), progress=False, seed=args.seed, device="cpu")
         fit_s = time.perf_counter() - t0
         with torch.no_grad():
             rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rd_interp.enrich.result import BEST_TERMS, ENRICH_TABLE
 from rd_interp.io.tables import (
-    BEST_TERMS,
-    ENRICH_TABLE,
     Column,
     TableSchema,
     parquet_available,

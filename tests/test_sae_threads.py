@@ -30,8 +30,8 @@ def _run(threads: int, X: np.ndarray, arch: str):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        cfg = TrainConfig(batch_size=1024, n_steps=25, seed=0, dead_window=2048, lr=2e-3)
-        sae = train_sae(X[:5000], SAEConfig(arch, n_latents=512, k=8), cfg, progress=False)
+        cfg = TrainConfig(batch_size=1024, n_steps=25, dead_window=2048, lr=2e-3)
+        sae = train_sae(X[:5000], SAEConfig(arch, n_latents=512, k=8), cfg, progress=False, seed=0)
         rows, lat, vals = sae.encode_sparse(X[5000:])
         metrics = evaluate(sae, X[5000:])
         return sae, (rows.numpy(), lat.numpy(), vals.numpy()), metrics

@@ -49,6 +49,15 @@ def register(subparsers) -> None:
                    help="the proteins held out at training (default, re-derived and checked) or all rows")
     v.add_argument("--json", help="also write the metrics to this JSON file")
     v.set_defaults(func=cmd_eval)
+    x = sub.add_parser("export", help="write an SAE in another tool's format (SAELens)",
+                       description="Write SAE_DIR as a folder that `sae_lens.SAE.load_from_disk` loads, with our input "
+                                   "normalisation folded into the weights exactly, so SAELens' encodings of RAW "
+                                   "embeddings equal ours (to float rounding). Our format stays the source of truth.")
+    x.add_argument("sae_dir", help="folder written by `rd-interp sae train`")
+    x.add_argument("--format", choices=["saelens"], default="saelens")
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--model-name", default=None, help="metadata.model_name for SAELens (default: the source model)")
+    x.set_defaults(func=cmd_export)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -82,6 +91,16 @@ def cmd_encode(args) -> int:
     cfg = config_from_args(EncodeConfig, args, table="encode")
     m = sae_stage.encode({"sae": load_manifest(args.sae_dir)}, cfg, args.out, store=args.store)
     print(json.dumps({"out": str(args.out), **{k: m.result[k] for k in ("n_proteins", "n_latents", "nnz")}}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from rd_interp.sae.export import export_saelens
+    from rd_interp.sae.io import load_sae
+
+    sae = load_sae(args.sae_dir)
+    out = export_saelens(sae, args.out, metadata={"model_name": args.model_name} if args.model_name else None)
+    print(json.dumps({"out": str(out), "format": args.format, "d_in": sae.d_in, "n_latents": sae.n_latents}))
     return 0
 
 

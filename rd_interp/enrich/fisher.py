@@ -221,11 +221,15 @@ def _memoised(memo: TableMemo | None, k, n, K, N: int, fn) -> np.ndarray:
     return vals[inverse]
 
 
+def greater_lower_bounds(k, n, K, N: int, *, memo: TableMemo | None = None) -> np.ndarray:
+    """Lower bounds (1e-6 relative margin included) on the "greater" p-values of (k, n, K, N) tables."""
+    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
+    return _memoised(memo, k, n, K, N, lambda a, b, c: _lower_bounds(a, b, c, N)) * (1.0 - 1e-6)
+
+
 def maybe_below(k, n, K, N: int, t, *, memo: TableMemo | None = None) -> np.ndarray:
     """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
-    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
-    lb = _memoised(memo, k, n, K, N, lambda a, b, c: _lower_bounds(a, b, c, N))
-    return lb * (1.0 - 1e-6) < t
+    return greater_lower_bounds(k, n, K, N, memo=memo) < t
 
 
 def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: float | None = None,

@@ -11,8 +11,51 @@ import pandas as pd
 from rd_interp.enrich.coverage import coverage_summary
 from rd_interp.io.atomic import atomic_path, read_json, write_json, write_text
 from rd_interp.io.provenance import versions
+from rd_interp.io.tables import TableSchema, column, write_table
 
 FORMAT_VERSION = 1
+
+#: table.tsv of an enrichment result (rd_interp.enrich.result.EnrichmentResult.table).
+ENRICH_TABLE = TableSchema("rd_interp.enrich.table", 1, {
+    "latent": column("int64", "SAE latent index"),
+    "go_id": column("str", "GO term id (main id of the shipped GO release)"),
+    "name": column("str", "GO term name"),
+    "namespace": column("str", "namespace run the row belongs to (BP, MF, CC)"),
+    "study_count": column("int64", "study proteins (the latent's top proteins) annotated with the term"),
+    "study_n": column("int64", "study proteins with any annotation in the namespace"),
+    "pop_count": column("int64", "population proteins annotated with the term"),
+    "pop_n": column("int64", "population proteins with any annotation in the namespace"),
+    "p": column("float64", "one-sided Fisher exact p-value"),
+    "p_adj": column("float64", "Benjamini-Hochberg adjusted p within (latent, namespace)"),
+    "fold": column("float64", "enrichment fold: (study_count/study_n) / (pop_count/pop_n)"),
+    "level": column("int64", "shortest is_a path to the namespace root"),
+    "depth": column("int64", "longest is_a path to the namespace root"),
+    "ic": column("float64", "information content of the term over the analysis-set annotations"),
+    "p_adj_global": column("float64", "BH per namespace across all latents x terms of the SAE (only with the "
+                                      "global correction)"),
+    "term_namespace": column("str", "the term's own namespace"),
+    "captured": column("bool", "corrected p (p_adj_global with the global correction, else p_adj) < alpha, "
+                               "study_count >= min_study_count and fold > 1"),
+    "most_specific": column("bool", "captured and no captured descendant (is_a/part_of) in the same latent: "
+                                    "counted as non-redundant"),
+})
+
+#: best_terms.tsv of an enrichment result (EnrichmentResult.best_terms()).
+BEST_TERMS = TableSchema("rd_interp.enrich.best_terms", 1, {
+    "latent": column("int64", "SAE latent index (only latents capturing >= 1 term)"),
+    "n_terms": column("int64", "distinct terms the latent captures"),
+    "best_go_id": column("str", "most significant captured term"),
+    "best_name": column("str", "its name"),
+    "best_namespace": column("str", "its namespace"),
+    "best_p_adj": column("float64", "its corrected p-value"),
+    "specific_go_id": column("str", "most specific captured term (highest IC, then depth)"),
+    "specific_name": column("str", "its name"),
+    "specific_namespace": column("str", "its namespace"),
+    "specific_ic": column("float64", "its information content"),
+    "specific_depth": column("int64", "its depth"),
+    "specific_p_adj": column("float64", "its corrected p-value"),
+})
+
 _TABLE_DTYPES = {
     "latent": "int64", "go_id": "str", "name": "str", "namespace": "str", "study_count": "int64",
     "study_n": "int64", "pop_count": "int64", "pop_n": "int64", "p": "float64", "p_adj": "float64",
@@ -89,18 +132,15 @@ class EnrichmentResult:
             "summary": out / "summary.json",
             "result": out / "result.json",
         }
-        write_text(paths["table"], _to_tsv(self.table))
+        # TSV always (the source of truth), Parquet beside it when pyarrow is installed (documented schema)
+        written = write_table(self.table, out / "table", schema=ENRICH_TABLE)
+        if "parquet" in written:
+            paths["parquet"] = written["parquet"]
+        written = write_table(self.best_terms(), out / "best_terms", schema=BEST_TERMS)
+        if "parquet" in written:
+            paths["best_terms_parquet"] = written["parquet"]
         write_text(paths["latents"], _to_tsv(self.latents))
-        write_text(paths["best_terms"], _to_tsv(self.best_terms()))
         write_json(paths["summary"], self.summary(decoder_share=decoder_share, base_fraction=base_fraction))
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            pass
-        else:  # pragma: no cover - optional
-            paths["parquet"] = out / "table.parquet"
-            with atomic_path(paths["parquet"]) as tmp:
-                self.table.to_parquet(tmp, index=False)
         write_json(paths["result"], {
             "format": "rd_interp.enrich.EnrichmentResult", "format_version": FORMAT_VERSION,
             "config": self.config, "meta": self.meta, "versions": versions(),

@@ -63,47 +63,8 @@ class TableSchema:
                 "columns": {c: {"dtype": col.dtype, "doc": col.doc} for c, col in self.columns.items()}}
 
 
-def _c(dtype: str, doc: str) -> Column:
+def column(dtype: str, doc: str) -> Column:
     return Column(dtype, doc)
-
-
-#: table.tsv of an enrichment result (rd_interp.enrich.result.EnrichmentResult.table).
-ENRICH_TABLE = TableSchema("rd_interp.enrich.table", 1, {
-    "latent": _c("int64", "SAE latent index"),
-    "go_id": _c("str", "GO term id (main id of the shipped GO release)"),
-    "name": _c("str", "GO term name"),
-    "namespace": _c("str", "namespace run the row belongs to (BP, MF, CC)"),
-    "study_count": _c("int64", "study proteins (the latent's top proteins) annotated with the term"),
-    "study_n": _c("int64", "study proteins with any annotation in the namespace"),
-    "pop_count": _c("int64", "population proteins annotated with the term"),
-    "pop_n": _c("int64", "population proteins with any annotation in the namespace"),
-    "p": _c("float64", "one-sided Fisher exact p-value"),
-    "p_adj": _c("float64", "Benjamini-Hochberg adjusted p within (latent, namespace)"),
-    "fold": _c("float64", "enrichment fold: (study_count/study_n) / (pop_count/pop_n)"),
-    "level": _c("int64", "shortest is_a path to the namespace root"),
-    "depth": _c("int64", "longest is_a path to the namespace root"),
-    "ic": _c("float64", "information content of the term over the analysis-set annotations"),
-    "p_adj_global": _c("float64", "BH across all latents x terms (NaN unless the run used global BH)"),
-    "term_namespace": _c("str", "the term's own namespace"),
-    "captured": _c("bool", "p_adj (or p_adj_global) < alpha and study_count >= min_study_count"),
-})
-
-#: best_terms.tsv of an enrichment result (EnrichmentResult.best_terms()).
-BEST_TERMS = TableSchema("rd_interp.enrich.best_terms", 1, {
-    "latent": _c("int64", "SAE latent index (only latents capturing >= 1 term)"),
-    "n_terms": _c("int64", "distinct terms the latent captures"),
-    "best_go_id": _c("str", "most significant captured term"),
-    "best_name": _c("str", "its name"),
-    "best_namespace": _c("str", "its namespace"),
-    "best_p_adj": _c("float64", "its corrected p-value"),
-    "specific_go_id": _c("str", "most specific captured term (highest IC, then depth)"),
-    "specific_name": _c("str", "its name"),
-    "specific_namespace": _c("str", "its namespace"),
-    "specific_ic": _c("float64", "its information content"),
-    "specific_depth": _c("int64", "its depth"),
-    "specific_p_adj": _c("float64", "its corrected p-value"),
-})
-
 
 def parquet_available() -> bool:
     try:

@@ -305,23 +305,33 @@ def build_sae_entry(
 def _fill_residues(sae: Any, store: Any, columns: Any, latents: list[LatentEntry], levels: int) -> None:
     """Per-residue activations of every (latent, top protein) pair, one encoding per distinct protein."""
     if columns is None:
-        columns = (getattr(sae, "source_", None) or {}).get("columns")
+        columns = (sae.provenance.source or {}).get("columns")
     cols = parse_columns(columns)
     need: dict[str, list[tuple[int, TopProtein]]] = {}
     for lat in latents:
         for tp in lat.top:
             need.setdefault(tp.accession, []).append((lat.index, tp))
-    for acc in sorted(need):
+    accs = sorted(need)
+    blocks = []
+    for acc in accs:
         try:
-            X = np.array(store.get(acc, cols), dtype=np.float32)  # a writable copy (store rows may be mmapped)
+            blocks.append(np.array(store.get(acc, cols), dtype=np.float32))  # a copy (store rows may be mmapped)
         except KeyError:
             raise ValueError(f"{getattr(store, 'path', 'store')}: protein {acc!r} (a top protein) has no "
                              "residue embeddings in the store") from None
-        acts = encode_sequence_activations(sae, X).tocsc()
+    if not blocks:
+        return
+    starts = np.cumsum([0] + [b.shape[0] for b in blocks])
+    # one encoder call over all top proteins: many small calls cost more in dispatch than in arithmetic
+    acts = encode_sequence_activations(sae, np.concatenate(blocks)).tocsc()
+    for i, acc in enumerate(accs):
+        lo, hi = int(starts[i]), int(starts[i + 1])
         for j, tp in need[acc]:
-            col = np.zeros(acts.shape[0], dtype=np.float32)
+            col = np.zeros(hi - lo, dtype=np.float32)
             a, b = acts.indptr[j], acts.indptr[j + 1]
-            col[acts.indices[a:b]] = acts.data[a:b]
+            rows, vals = acts.indices[a:b], acts.data[a:b]
+            sel = (rows >= lo) & (rows < hi)
+            col[rows[sel] - lo] = vals[sel]
             tp.residues, tp.scale = quantize(col, levels)
 
 

@@ -14,6 +14,8 @@ class ReportConfig:
     top_latents: int = opt(12, "latents shown per space in the report's latent tables")
     figures: bool = opt(True, "draw the matplotlib figures (False: tables only)")
     confidence: float = opt(0.95, "level of the seed intervals and of the difference intervals")
+    atlas: bool = opt(True, "also write atlas.html: every latent of every SAE, browsable offline")
+    atlas_top_proteins: int = opt(10, "top proteins (with per-residue strips) per latent in the atlas")
 
     def validate(self) -> None:
         if self.top_latents < 0:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
 from rd_interp.io.options import key_dict
+from rd_interp.report.atlas_run import ATLAS, write_run_atlas
 from rd_interp.report.config import ReportConfig
 from rd_interp.report.render import render
 from rd_interp.report.summary import build_summary
 
 STAGE = "report"
-#: Everything render() may write (figures/ holds the PNGs).
-OUTPUTS = ("report.html", "report.md", "summary.json", "run_info.json", "figures")
+#: Everything render() may write (figures/ holds the PNGs), and the atlas.
+OUTPUTS = ("report.html", "report.md", "summary.json", "run_info.json", "figures", ATLAS)
 
 
 def run(inputs: dict, cfg: ReportConfig, out_dir: str | Path, *, seed: int = 0, config: dict | None = None,
@@ -25,6 +26,9 @@ def run(inputs: dict, cfg: ReportConfig, out_dir: str | Path, *, seed: int = 0, 
     summary = build_summary(enrich, cfg, seed=seed, config=config, device=device, command=command, extra=extra)
     d = claim_dir(out_dir, STAGE, OUTPUTS)
     paths = render(summary, d, figures=cfg.figures, run_info=run_info)
+    if cfg.atlas:
+        write_run_atlas(enrich, d / ATLAS, title=f"{cfg.title}: latent atlas", top_k=cfg.atlas_top_proteins)
+        paths[ATLAS] = d / ATLAS
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs={"enrich": enrich}, outputs=sorted(paths),
                           params={"seed": seed},
                           result={"run_id": summary["run_id"], "files": sorted(paths)},

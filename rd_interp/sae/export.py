@@ -101,8 +101,8 @@ def export_saelens(sae: SparseAutoencoder, out_dir: str | Path, *, metadata: dic
     }
     if arch == "topk":
         cfg.update(k=sae.cfg.k, rescale_acts_by_decoder_norm=False)
-    src = getattr(sae, "source_", None) or {}
-    info = getattr(sae, "train_info_", None) or {}
+    src = sae.provenance.source or {}
+    info = sae.provenance.train or {}
     meta: dict[str, Any] = {
         "sae_lens_version": _SCHEMA_VERSION,
         "sae_lens_training_version": None,

@@ -174,16 +174,22 @@ def test_how_to_read_explains_the_method(rendered, tmp_path):
     for phrase in ("one Benjamini–Hochberg family per SAE and namespace, over all its latents × terms at FDR 0.05",
                    "its 50 most strongly activated proteins", "Student t interval",
                    "permuted within 10 protein-length bins, 200 permutations per SAE", "1/(n + 1) = 4.98e-03",
-                   "size-matched: every SAE in the headline has 512 latents", "control: untrained SAE on mini-L"):
+                   "every SAE in the headline has 512 latents and the same sparsity ratio k / d_in ≈ 0.219",
+                   "the SAEs are size-matched", "control: untrained SAE on mini-L"):
         assert escape(phrase, quote=False) in section, phrase
     s = synthetic_summary(evil=False)
     s["headline"][0]["n_latents"] = 768
     s["provenance"]["config"]["enrich"]["correction"] = "per_latent"
     s["headline"] = [r for r in s["headline"] if r["kind"] != "control"]
     html = render(s, tmp_path, figures=False)["report.html"].read_text(encoding="utf-8")
-    assert "not size-matched: the SAEs in the headline differ (latents: 512, 768" in html
+    assert "the SAEs in the headline are not size-matched (latents: 512, 768" in html
     assert "per-latent Benjamini–Hochberg" in html
     assert "none in this summary, so the report cannot show whether the spaces do better than an untrained" in html
+    s = synthetic_summary(evil=False)
+    for row in s["headline"]:
+        row["k"] = 32  # the same k for every input width: the 32-dim residual block's SAE is dense
+    html = render(s, tmp_path / "k", figures=False)["report.html"].read_text(encoding="utf-8")
+    assert "the SAEs in the headline are not size-matched (latents: 512;" in html
 
 
 def _cells(md: str, label: str, heading: str) -> list[str]:

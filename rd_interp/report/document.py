@@ -221,10 +221,10 @@ def _size_matching(rows: list[dict]) -> str | None:
     same_ratio = all(abs(a - b) <= ea + eb + 1e-12 for a, ea in ratios for b, eb in ratios)
     if len(latents) == 1 and same_ratio:
         ratio = sum(a for a, _ in ratios) / len(ratios)
-        return (f"size-matched: every SAE in the headline has {fmt.integer(latents[0])} latents and the same "
-                f"sparsity ratio k / d_in ≈ {fmt.num(ratio)} (k rounded per input width), so no space gains captures "
-                "from having more latents or denser codes.")
-    return ("not size-matched: the SAEs in the headline differ (latents: "
+        return (f"every SAE in the headline has {fmt.integer(latents[0])} latents and the same "
+                f"sparsity ratio k / d_in ≈ {fmt.num(ratio)} (k rounded per input width): the SAEs are size-matched, "
+                "so no space gains captures from having more latents or denser codes.")
+    return ("the SAEs in the headline are not size-matched (latents: "
             + ", ".join(fmt.integer(n) for n in latents)
             + "; see the d_in, Latents and k columns): a space with more latents, or a larger k / d_in, can capture "
               "more terms by construction, so compare spaces through the per-latent column with care.")
@@ -603,7 +603,7 @@ def decomposition(summary: dict) -> list[Block]:
                 ["Step", "Regressor", "Dimensions", "Residues", "Significant PCs", "σ²", "Threshold τ",
                  "R² (mean over dims)", *(["R² (variance-weighted)"] if has_vw else []),
                  "Residual share of variance", "Residual var. (1st dir.)", "Residual var. (top 10)"],
-                table_rows, [False, False] + [True] * (10 if has_vw else 9),
+                table_rows, [False, False] + [True] * (10 if has_vw else 9), css="steps",
                 caption="PCs of the small embedding above the Johnstone edge τ = σ²(1 + √(k/N))² are kept (PCR). "
                         "R² (mean over dims) averages the R² of each large-embedding dimension: it is not a share of "
                         "variance" + ("; the variance-weighted R² is" if has_vw else "") + ". Residual share of "
@@ -634,7 +634,7 @@ def decomposition(summary: dict) -> list[Block]:
                 ["Step", "Regressor", "Evaluated on", "Rows", "Residual variance predictable from H_small",
                  "Top canonical correlations", "R² H_large ← H_small (var.-weighted)", "(mean over dims)",
                  "R² H_large ← rd (var.-weighted)", "(mean over dims)"],
-                table_rows, [False, False, False] + [True] * 7,
+                table_rows, [False, False, False] + [True] * 7, css="steps",
                 caption="On rows not used to fit the distillation. Residual variance predictable from H_small: the "
                         "share of the residual block's variance a linear map from the small embedding predicts "
                         "(0 = nothing leaks; a linear regressor leaves none on its fit rows by construction). "

@@ -76,6 +76,7 @@ span.ci { display: block; color: var(--muted); font-size: 11.5px; line-height: 1
   font-weight: normal; }
 span.ci i { font-size: 11px; }
 table.headline td:first-child { min-width: 10em; }
+table.steps td:first-child { white-space: nowrap; }
 span.tag { display: inline-block; font-size: 11px; line-height: 1.35; padding: 0 6px; border-radius: 8px;
   white-space: nowrap; vertical-align: 1px; }
 span.tag-control, span.tag-untrained { background: #eef0f3; color: #4a5260; border: 1px solid #cfd4db; }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -190,14 +191,24 @@ def _short(label: str, width: int = 28) -> str:
 
 
 def _two_lines(label: str, width: int = 16) -> str:
-    """'rd.mini-L[residual]' -> 'rd.mini-L\n[residual]' so neighbouring tick labels do not collide."""
-    m = re.match(r"^(.*?)([/\[].*)$", label)
-    if m and m.group(1) and m.group(2):
-        head, tail = m.group(1), m.group(2).lstrip("/")
-        return f"{_short(head, width)}\n{_short(tail, width)}"
-    if label.startswith("control") and ":" in label:
-        head, _, tail = label.partition(":")
-        return f"{_short(head + ':', width)}\n{_short(tail.strip(), width)}"
+    """A tick label on at most two short lines so neighbouring boxes' labels do not collide.
+
+    'rd.mini-L[residual]' -> 'rd.mini-L\n[residual]'; long names wrap at spaces and are cut with '…'; the
+    'control:' prefix is dropped (control boxes are hatched, as in every figure).
+    """
+    if label.startswith("control:"):
+        label = label[len("control:"):].strip() or label
+    m = re.match(r"^([^\s\[]+)(\[.*\])$", label)
+    lines = [m.group(1), m.group(2)] if m else textwrap.wrap(label, width, break_long_words=True) or [label]
+    if len(lines) > 2:
+        lines = [lines[0], lines[1] + " " + " ".join(lines[2:])]
+    return "\n".join(_short(line, width) for line in lines[:2])
+
+
+def _legend_label(label: str, control: bool, width: int = 44) -> str:
+    """A legend entry; controls say so once (labels that start with 'control' already do)."""
+    if control and not label.lower().startswith("control"):
+        return _short(label, width - 10) + " (control)"
     return _short(label, width)
 
 
@@ -246,7 +257,7 @@ def coverage_namespace(summary: dict) -> Figure | None:
         control = kinds.get(lab) == "control"
         handles.append(Patch(facecolor=_lighten(colors[lab], 0.55) if control else colors[lab],
                              edgecolor=colors[lab], hatch="///" if control else None,
-                             label=_short(lab, 44) + (" (control)" if control else "")))
+                             label=_legend_label(lab, control)))
     if any_null:
         handles.append(Patch(facecolor=_lighten(_NULL, 0.35), edgecolor="#111111", alpha=0.8,
                              label="null: 95% range (band), mean (line)"))
@@ -573,7 +584,7 @@ def probes(summary: dict) -> Figure | None:
                     zorder=4)
         handles.append(Line2D([], [], color=color, marker="s" if control else "D", linestyle="none",
                               markerfacecolor="white" if control else color,
-                              label=_short(lab, 30) + (" (control)" if control else "")))
+                              label=_legend_label(lab, control, 40)))
     for r in baselines:
         ax.axhline(r["macro_auroc"]["mean"], color="#777777", linestyle="--", linewidth=1.1, zorder=2)
         handles.append(Line2D([], [], color="#777777", linestyle="--", label=_short(r.get("label") or "baseline", 40)))

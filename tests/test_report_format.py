@@ -62,3 +62,33 @@ def test_markdown_escaping():
 def test_space_label():
     assert space_label("rd_35M", "residual") == "rd_35M/residual"
     assert space_label("esm2_35M") == "esm2_35M"
+
+
+def test_seed_statistics():
+    t = {"mean": 631.33, "sd": 14.0, "lo": 596.6, "hi": 666.1, "method": "t", "per_seed": [620, 627, 647],
+         "level": 0.95}
+    assert fmt.stat_parts(t) == ("631", "[597, 666]", "t")
+    assert fmt.stat(t) == "631 [597, 666] (t)"
+    two = {**t, "method": "range", "lo": 620.0, "hi": 627.0, "per_seed": [620, 627]}
+    assert fmt.stat(two) == "631 [620, 627] (range)"
+    one = {"mean": 620.0, "sd": 0.0, "lo": None, "hi": None, "method": "none", "per_seed": [620]}
+    assert fmt.stat(one) == "620 (n=1)"
+    # An interval is never half shown, and never shown for method "none" even if ends were given.
+    assert fmt.stat({**t, "hi": None}) == "631"
+    assert fmt.stat({**one, "lo": 1.0, "hi": 2.0}) == "620 (n=1)"
+    assert fmt.stat({"mean": 0.4231, "lo": 0.40, "hi": 0.45, "method": "t"}, fmt.pct) == "42.3% [40.0%, 45.0%] (t)"
+    assert fmt.stat(None) == fmt.MISSING
+    assert fmt.interval(1.0, None) == "" and fmt.interval(0.5, 2.0) == "[0.500, 2.00]"
+    assert fmt.level(0.95) == "95%" and fmt.level(0.9) == "90%" and fmt.level(0.995) == "99.5%"
+
+
+def test_signed_and_compact():
+    assert fmt.signed(39.0) == "+39.0" and fmt.signed(-318) == "−318" and fmt.signed(0) == "0"
+    assert fmt.signed_fixed(0.003) == "+0.003" and fmt.signed_fixed(-0.0123) == "−0.012"
+    assert fmt.signed_fixed(0.0001) == "0.000"  # rounds to zero: no sign claims a direction
+    assert fmt.signed_pct(-0.58) == "−58.0%" and fmt.signed_pct(0.062) == "+6.2%" and fmt.signed_pct(None) == "—"
+    assert fmt.compact(215_360) == "215,360" and fmt.compact(125_000_000) == "125 M"
+    assert fmt.compact(6.5e9) == "6.50 B" and fmt.compact(None) == fmt.MISSING
+    assert fmt.mean_sd(0.0111, 0.00073) == "0.0111 ± 0.0007" and fmt.mean_sd(21.0, 0.0) == "21.0 ± 0.0"
+    assert fmt.mean_sd(0.4, 0.02, fmt.pct) == "40.0% ± 2.0%" and fmt.mean_sd(3.0, None) == "3.00"
+    assert fmt.median(7.0) == "7" and fmt.median(7.5) == "7.5" and fmt.median(5.4321) == "5.43"

@@ -16,11 +16,16 @@ from rd_interp.report.document import (
     Bold,
     BulletList,
     Code,
+    DefinitionList,
+    Em,
+    Estimate,
     FigureBlock,
     Heading,
+    Mark,
     Paragraph,
     PValue,
     Table,
+    Tag,
     figure_caption,
 )
 
@@ -31,7 +36,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; background: #ffffff; color: var(--ink);
   font: 15px/1.5 -apple-system, "Segoe UI", "Helvetica Neue", Helvetica, Arial, "DejaVu Sans", sans-serif; }
-main { max-width: 1180px; margin: 0 auto; padding: 28px 32px 64px; }
+main { max-width: 1260px; margin: 0 auto; padding: 28px 32px 64px; }
 header h1 { font-size: 26px; margin: 0 0 4px; font-weight: 650; }
 header .meta { color: var(--muted); margin: 0 0 18px; }
 nav.toc { border: 1px solid var(--rule); border-radius: 6px; padding: 10px 16px; background: var(--band);
@@ -53,7 +58,7 @@ tbody tr:nth-child(even) { background: var(--band); }
 td.num { text-align: right; white-space: nowrap; }
 th.num { text-align: right; }
 th { font-size: 12.5px; line-height: 1.25; }
-table.headline { font-size: 14px; }
+table.headline { font-size: 13.5px; } table.headline th, table.headline td { padding: 5px 6px; }
 table.headline td:first-child { font-weight: 600; }
 table.compact { font-size: 13px; } table.compact th, table.compact td { padding: 3px 9px; }
 table.facts thead { display: none; } table.facts td:first-child { color: var(--muted); white-space: nowrap; }
@@ -64,6 +69,25 @@ figure { margin: 16px 0 20px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--rule); border-radius: 4px; }
 figcaption b { color: var(--ink); }
 sup { font-size: 75%; line-height: 0; }
+tbody tr.group { background: #fff; border-bottom: 1px solid var(--ink); }
+tbody tr.group th { padding: 12px 8px 3px; font-size: 12.5px; font-weight: 650; color: var(--ink); }
+span.mark { color: var(--muted); font-size: 12px; font-style: italic; }
+span.ci { display: block; color: var(--muted); font-size: 11.5px; line-height: 1.2; white-space: nowrap;
+  font-weight: normal; }
+span.ci i { font-size: 11px; }
+table.headline td:first-child { min-width: 10em; }
+table.steps td:first-child { white-space: nowrap; }
+span.tag { display: inline-block; font-size: 11px; line-height: 1.35; padding: 0 6px; border-radius: 8px;
+  white-space: nowrap; vertical-align: 1px; }
+span.tag-control, span.tag-untrained { background: #eef0f3; color: #4a5260; border: 1px solid #cfd4db; }
+span.tag-no { background: #fff3e0; color: #8a4b00; border: 1px solid #f0c88a; }
+ul.verdicts { list-style: none; padding-left: 0; }
+li.verdict-yes { border-left: 3px solid #2f7d4a; padding: 3px 10px; margin: 6px 0; }
+li.verdict-no { border-left: 3px solid #e0a020; padding: 3px 10px; margin: 6px 0; color: var(--muted); }
+dl { max-width: 960px; margin: 8px 0; display: grid; grid-template-columns: max-content 1fr; column-gap: 16px;
+  row-gap: 5px; font-size: 14px; }
+dt { font-weight: 600; } dd { margin: 0; color: var(--ink); }
+table.headline tbody tr:not(.group) td:nth-child(7) { font-weight: 600; }
 footer { margin-top: 48px; color: var(--muted); font-size: 12.5px; border-top: 1px solid var(--rule);
   padding-top: 8px; }
 """
@@ -80,6 +104,19 @@ def _span(span) -> str:
         return f"<code>{_e(span.text)}</code>"
     if isinstance(span, Bold):
         return f"<b>{_e(span.text)}</b>"
+    if isinstance(span, Em):
+        return f"<em>{_e(span.text)}</em>"
+    if isinstance(span, Mark):
+        return f'<span class="mark">{_e(span.text)}</span>'
+    if isinstance(span, Estimate):
+        if not span.interval and not span.mark:
+            return _e(span.value)
+        parts = [_e(span.interval)] if span.interval else []
+        if span.mark:
+            parts.append(f"<i>{_e(span.mark)}</i>")
+        return f'{_e(span.value)}<span class="ci">{" ".join(parts)}</span>'
+    if isinstance(span, Tag):
+        return f'<span class="tag tag-{_e(span.tone)}">{_e(span.text)}</span>'
     if isinstance(span, PValue):
         parts = fmt.pvalue_parts(span.p)
         if parts is None:
@@ -96,7 +133,9 @@ def _table(block: Table) -> str:
     num = ' class="num"'
     out += [f"<th{num if numeric[i] else ''}>{_e(h)}</th>" for i, h in enumerate(block.headers)]
     out.append("</tr></thead><tbody>")
-    for row in block.rows:
+    for i_row, row in enumerate(block.rows):
+        if i_row in block.groups:
+            out.append(f'<tr class="group"><th colspan="{len(block.headers)}">{_e(block.groups[i_row])}</th></tr>')
         cells = "".join(
             f"<td{num if numeric[i] else ''}>{_span(c)}</td>" for i, c in enumerate(row)
         )
@@ -115,7 +154,15 @@ def _block(block: Block, figures: dict[str, bytes]) -> str:
         cls = f' class="{_e(block.css)}"' if block.css else ""
         return f"<p{cls}>{_span(block.text)}</p>"
     if isinstance(block, BulletList):
-        return "<ul>" + "".join(f"<li>{_span(item)}</li>" for item in block.items) + "</ul>"
+        classes = block.classes + [None] * (len(block.items) - len(block.classes))
+        items = []
+        for item, css in zip(block.items, classes):
+            cls = f' class="{_e(css)}"' if css else ""
+            items.append(f"<li{cls}>{_span(item)}</li>")
+        ul = f'<ul class="{_e(block.css)}">' if block.css else "<ul>"
+        return ul + "".join(items) + "</ul>"
+    if isinstance(block, DefinitionList):
+        return "<dl>" + "".join(f"<dt>{_e(term)}</dt><dd>{_span(text)}</dd>" for term, text in block.items) + "</dl>"
     if isinstance(block, Table):
         return _table(block)
     if isinstance(block, FigureBlock):

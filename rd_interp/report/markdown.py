@@ -15,11 +15,16 @@ from rd_interp.report.document import (
     Bold,
     BulletList,
     Code,
+    DefinitionList,
+    Em,
+    Estimate,
     FigureBlock,
     Heading,
+    Mark,
     Paragraph,
     PValue,
     Table,
+    Tag,
     figure_caption,
 )
 from rd_interp.report.figures import SPECS
@@ -55,6 +60,15 @@ def _span(span, in_table: bool = False) -> str:
         return code_md(span.text, in_table)
     if isinstance(span, Bold):
         return f"**{escape_md(span.text).strip()}**" + (" " if span.text.endswith(" ") else "")
+    if isinstance(span, Em):
+        return f"*{escape_md(span.text).strip()}*"
+    if isinstance(span, Mark):
+        return f"*{escape_md(span.text).strip()}*"
+    if isinstance(span, Estimate):
+        text = escape_md(span.value) + (f" {escape_md(span.interval)}" if span.interval else "")
+        return text + (f" ({escape_md(span.mark)})" if span.mark else "")
+    if isinstance(span, Tag):
+        return f"*[{escape_md(span.text)}]*"
     if isinstance(span, PValue):
         return escape_md(fmt.pvalue(span.p))
     return escape_md(span)
@@ -65,7 +79,10 @@ def _table(block: Table) -> str:
     head = "| " + " | ".join(escape_md(h) or " " for h in block.headers) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
     lines = [head, rule]
-    for row in block.rows:
+    for i, row in enumerate(block.rows):
+        if i in block.groups:
+            cells = [f"**{escape_md(block.groups[i]).strip()}**"] + [" "] * (len(block.headers) - 1)
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("| " + " | ".join(_span(c, in_table=True) for c in row) + " |")
     if block.caption:
         lines.append("")
@@ -81,6 +98,8 @@ def _block(block: Block) -> str:
         return f"*{text}*" if block.css == "notrun" else text
     if isinstance(block, BulletList):
         return "\n".join(f"- {_span(item)}" for item in block.items)
+    if isinstance(block, DefinitionList):
+        return "\n".join(f"- **{escape_md(term).strip()}**: {_span(text)}" for term, text in block.items)
     if isinstance(block, Table):
         return _table(block)
     if isinstance(block, FigureBlock):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rd_interp.io.atomic import sha256_json
-from rd_interp.io.manifest import Manifest, is_stage_dir, load_manifest
+from rd_interp.io.manifest import Manifest, is_stage_dir, open_stage
 from rd_interp.io.store import EmbeddingStore
 
 
@@ -28,7 +28,7 @@ def open_store(source: Any) -> tuple[EmbeddingStore, Any]:
         return EmbeddingStore(source.path(source.result["store"])), source
     p = Path(source).expanduser()
     if is_stage_dir(p):
-        return open_store(load_manifest(p))
+        return open_store(open_stage(p))  # verified: a stage folder given by path is not trusted unchecked
     store = EmbeddingStore(p)
     return store, {"file": p.name, "path": str(p.resolve()), "sha256": store_digest(store)}
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= rd_interp_demo
 
-.PHONY: demo test test-all venv clean
+.PHONY: demo test test-all bench venv clean
 
 $(BIN)/rd-interp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: venv
 ## Everything, including slow tests.
 test-all: venv
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+## Benchmarks against the peers (each provisions its peer in .bench/ on first use); writes
+## analyses/results/<date>.json + .md and regenerates the README's benchmark section.
+## BENCH_ARGS="--only embed,sae" or "--big" for a subset or larger runs.
+bench: venv
+	$(BIN)/python analyses/run_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -4,8 +4,8 @@ Same saved input for both (seeded synthetic embeddings with ESM-like structure: 
 signal with power-law spectrum, a block only the large model sees, a nonlinear term, per-dimension
 noise and a few large-offset "massive activation" dimensions), 300,000 x (320 -> 480) by default.
 Each method runs in its own subprocess so peak RSS is its own; the reference runs in a side venv
-(`pip install --no-deps reverse-distillation==0.1.0` + scikit-learn, fbpca, loguru, huggingface_hub,
-created on first use) with its defaults: rdScaler(regressor_type="pcr", pca_type="fbpca").
+.bench/rdref (`pip install --no-deps reverse-distillation==0.1.0` + scikit-learn, fbpca, loguru,
+huggingface_hub; created on first use by analyses/benchlib.py) with its defaults: rdScaler(regressor_type="pcr", pca_type="fbpca").
 Then our streamed fit at 300k and at 3,000,000 rows generated on the fly shows the peak memory does
 not grow with N.
 
@@ -22,11 +22,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_THREADS = {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
@@ -160,21 +164,6 @@ def run_worker(python: str, code: str, args: list[str], label: str) -> dict:
     return res
 
 
-def ensure_ref_venv(venv: Path) -> str:
-    py = venv / "bin" / "python"
-    probe = subprocess.run([str(py), "-c", "import reverse_distillation.scaler.rd"], capture_output=True) \
-        if py.exists() else None
-    if probe is not None and probe.returncode == 0:
-        return str(py)
-    print(f"creating the reference venv at {venv} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    pip = [str(py), "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["--no-deps", "reverse-distillation==0.1.0"], check=True)
-    # just what the scaler modules import; torch, numpy, scipy, fair-esm come from the system site
-    subprocess.run(pip + ["scikit-learn", "fbpca", "loguru", "huggingface_hub"], check=True)
-    return str(py)
-
-
 def align_signs(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Flip reference residual columns to agree in sign with ours (sign of their inner product)."""
     s = np.sign(np.einsum("ij,ij->j", ours.astype(np.float64), ref.astype(np.float64)))
@@ -191,12 +180,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-rows", type=int, default=65536)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--workdir", default="/work/.bench/distill")
-    ap.add_argument("--ref-venv", default="/work/.bench/rdref-venv")
+    ap.add_argument("--workdir", default=None, help="where the shared .npy inputs go (default: a temp dir)")
     args = ap.parse_args()
+    meter = benchlib.LoadMeter()
+    tmp = tempfile.TemporaryDirectory(prefix="bench_distill_") if args.workdir is None else None
     if (args.small, args.large) != (320, 480):
         print("note: the reference scaler is built for 8M->35M (320->480); other widths skip the reference")
-    wd = Path(args.workdir)
+    wd = Path(args.workdir) if args.workdir else Path(tmp.name)
     wd.mkdir(parents=True, exist_ok=True)
     syn = Synth(args.small, args.large, args.seed)
 
@@ -216,7 +206,7 @@ def main() -> None:
               args.device]
     ours = run_worker(sys.executable, OURS_WORKER, [str(wd), "arrays", *common], "ours")
     print(f"ours fit {ours['fit_s']:.2f} s", flush=True)
-    ref_py = ensure_ref_venv(Path(args.ref_venv))
+    ref_py = benchlib.peer_python("rdref")  # .bench/rdref, created on first use
     ref = run_worker(ref_py, REF_WORKER, [str(wd)], "reference")
     print(f"reference fit {ref['fit_s']:.2f} s", flush=True)
     stream_small = run_worker(sys.executable, OURS_WORKER, [str(wd), "stream", *common], "ours streamed")
@@ -322,7 +312,14 @@ def main() -> None:
         "stream_fit_s": [round(stream_small["fit_s"], 3), round(stream_big["fit_s"], 3)],
         "stream_peak_rss_gb": [round(gb(stream_small["peak_rss"]), 3), round(gb(stream_big["peak_rss"]), 3)],
     }
-    print(json.dumps(result))
+    result["ref_version"] = benchlib.peer_versions(ref_py, ["reverse-distillation"])["reverse-distillation"]
+    result["headline"] = {"ours_fit_s": result["ours_fit_s"], "peer_fit_s": result["ref_fit_s"],
+                          "ratio": result["fit_speedup"], "equal": bool(result["n_pcs_ours"] == result["n_pcs_ref"])}
+    if tmp is not None:
+        tmp.cleanup()
+    result["load"] = meter.stop()
+    result["machine"] = benchlib.machine(2)
+    benchlib.emit(result)
 
 
 if __name__ == "__main__":

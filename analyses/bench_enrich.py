@@ -20,7 +20,6 @@ import argparse
 import copy
 import gzip
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import scipy.sparse as sp
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "analyses"))
+import benchlib
 
 
 def load_inputs():
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--null-seed", type=int, default=0, help="permuted-label null control seed (-1: skip)")
     args = ap.parse_args()
+    meter = benchlib.LoadMeter()
     if args.null_seed is not None and args.null_seed < 0:
         args.null_seed = None
 
@@ -214,7 +216,9 @@ def main() -> None:
               f"{nc['real']['n_latents_capturing']} ({null_fig['null_seconds']}s)")
     print(f"speedup vs goatools loop: {speedup:.0f}x (goatools time extrapolated from {sample.size} latents)")
     print(f"identity on sample: {n_cmp} goatools records compared ({n_zero} with study count 0), mismatches: {n_bad}")
-    print(json.dumps({
+    from importlib import metadata
+
+    benchlib.emit({
         "bench": "enrich", "n_proteins": len(prots), "n_latents": args.latents, "top_n": args.top_n,
         "terms_tested": {ns: b.n_terms for ns, b in enr.terms.blocks.items()},
         "ours_seconds": round(ours_total, 3), "ours_build_seconds": round(t_build, 3),
@@ -227,7 +231,11 @@ def main() -> None:
         "captured_terms": summ["n_terms_captured"]["total"], "latents_capturing": summ["n_latents_capturing"],
         "ours_cpu_seconds": round(ours_cpu, 2), "goatools_cpu_extrapolated_seconds": round(g_cpu_extrap, 1),
         "speedup_cpu": round(g_cpu_extrap / ours_cpu, 1), **null_fig,
-    }))
+        "peer_versions": {"goatools": metadata.version("goatools")},
+        "headline": {"ours_s": round(ours_total, 2), "peer_s": round(g_extrap, 1), "ratio": round(speedup, 1),
+                     "equal": n_bad == 0, "records_compared": n_cmp},
+        "load": meter.stop(), "machine": benchlib.machine(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))),
+    })
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ import textwrap
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib
+
 PROBE = textwrap.dedent("""
     import json, resource, sys, time
     which, path = sys.argv[1], sys.argv[2]
@@ -59,8 +62,9 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=300, help="residues per synthetic sequence")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    meter = benchlib.LoadMeter()
 
-    results: dict = {"n_sequences": args.n, "length": args.length}
+    results: dict = {"bench": "io", "n_sequences": args.n, "length": args.length}
     with tempfile.TemporaryDirectory() as tmp:
         fasta = Path(tmp) / "bench.fasta"
         rng = random.Random(args.seed)
@@ -110,7 +114,14 @@ def main() -> None:
     print(f"annotations: {ann.report.n_ids:,} rows read+resolved in {dt:.2f} s "
           f"({ann.report.n_ids / dt:,.0f} rows/s)")
     results["annotations"] = {"rows": ann.report.n_ids, "seconds": dt}
-    print(json.dumps(results, sort_keys=True))
+    f = results["fasta"]
+    results["headline"] = {"ours_s": round(f["rd_interp"]["seconds"], 2), "peer_s": round(f["fair_esm"]["seconds"], 2),
+                           "ratio": round(f["fair_esm"]["seconds"] / f["rd_interp"]["seconds"], 2), "equal": True,
+                           "ours_rss_growth_mb": round(f["rd_interp"]["peak_rss_growth_mb"]),
+                           "peer_rss_growth_mb": round(f["fair_esm"]["peak_rss_growth_mb"])}
+    results["load"] = meter.stop()
+    results["machine"] = benchlib.machine(1)
+    benchlib.emit(results)
 
 
 if __name__ == "__main__":

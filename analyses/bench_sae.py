@@ -1,16 +1,30 @@
-"""Benchmark: rd_interp TopK SAE training vs SAELens (`sae-lens`) TopK training, same data, same run.
+"""Benchmark: rd_interp TopK SAE training vs EleutherAI sparsify (`eai-sparsify`) and SAELens, same data, same run.
 
-Both train n_latents=4096, k=32 TopK SAEs with batch 4096 for the same number of steps on the same
-saved .npy (synthetic 200k x 480 with planted sparse structure and PLM-like per-dimension offsets, or
-rows of an embedding store), with the same learning rate / warmup / decay, on the same number of CPU
-threads. The peer runs as a subprocess in its own virtual environment (SAELens pins transformer-lens
-etc., which we do not want in ours). Reported: training throughput (vectors/s over the whole fit,
-including each tool's normalisation estimate) and held-out FVU of both, computed here with one formula
-(float64 numerator and denominator summed separately) from each tool's reconstructions. SAELens is run
-twice: dense activations (its default) and `use_sparse_activations=True` (its sparse decoder); the
-faster one is the reference for the speed-up.
+All train n_latents=4096, k=32 TopK SAEs with batch 4096 for the same number of steps on the same saved
+.npy (synthetic 200k x 480 with planted sparse structure and per-dimension offsets, or rows of an
+embedding store), with the same learning rate, warmup and final linear decay, AuxK weight 1/32 and dead
+window, on the same number of CPU threads. Peers run as subprocesses in their own environments
+(.bench/sparsify, .bench/saelens; created on first use with pinned versions, on the same torch).
+Reported: training throughput (vectors/s of the whole fit) and held-out FVU of every tool, computed here
+with one formula from each tool's reconstructions; ours and sparsify are run twice in alternation
+(ours, sparsify, SAELens..., ours, sparsify) and the median is used. Also measured in the same run: the
+per-step floor (dense encoder matmul + top-k on one batch), and the decoder forward+backward with
+embedding_bag autograd vs our CSR backward at 480 and 1,280 dims.
 
-    python analyses/bench_sae.py --steps 120 --peer-python /work/.bench/saelens-venv/bin/python
+What differs between the tools (by design of each, not by our settings):
+- sparsify: its `SparseCoder` and `fused_encoder` (encoder init = nn.Linear default, decoder = normalised
+  copy; b_dec = mean of the first batch; no input normalisation; loss = FVU of the batch), driven by the
+  loop of its `Trainer.fit` for loss_fn="fvu", optimizer="adam" (torch Adam, eps 1e-8, no gradient
+  clipping) with our lr schedule instead of its warmup-then-linear-to-zero; its AuxK term trains the
+  decoder only (its fused encoder ignores gradients reaching the pre-activations); on CPU its decoder is
+  the `embedding_bag` fallback (no Triton). The Trainer itself needs a Hugging Face model to hook, so its
+  step is reproduced here on the saved vectors.
+- SAELens: `TopKTrainingSAE` + `SAETrainer` with `normalize_activations="expected_average_only_in"`,
+  dense activations (its default; `--peers saelens-sparse` tries `use_sparse_activations=True`).
+- ours: inputs centred and scaled inside the SAE, Adam eps 6.25e-10, gradient clip 1.0.
+
+    python analyses/bench_sae.py                     # ~6 min on 2 cores after the peers are provisioned
+    python analyses/bench_sae.py --steps 300 --rows 1000000 --peers sparsify   # bigger run
 
 Final line: one JSON object with the figures.
 """
@@ -19,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,7 +41,79 @@ from pathlib import Path
 
 import numpy as np
 
-PEER_SCRIPT = r'''
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib
+
+SPARSIFY_SCRIPT = r'''
+import json, sys, time
+import numpy as np
+import torch
+args = json.loads(sys.argv[1])
+torch.set_num_threads(args["threads"])
+torch.manual_seed(args["seed"])
+from importlib import metadata
+from sparsify import SparseCoder, SparseCoderConfig
+
+X = np.load(args["train"], mmap_mode="r")
+H = np.load(args["heldout"])
+B, steps = args["batch"], args["steps"]
+
+def batch_rows(step, cache={}):
+    """Same shuffled order as the SAELens provider: one permutation per epoch."""
+    n = X.shape[0]
+    start, out, need = step * B, [], B
+    while need:
+        epoch, off = divmod(start, n)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = np.random.default_rng([args["seed"], epoch]).permutation(n)
+        take = cache[epoch][off:off + need]
+        out.append(np.sort(take))
+        start += take.size
+        need -= take.size
+    return np.concatenate(out)
+
+def lr_factor(step):  # rd_interp's schedule: linear warmup, linear decay to 0 over the final fraction
+    f = 1.0
+    if args["warmup"] > 0 and step < args["warmup"]:
+        f = (step + 1) / args["warmup"]
+    if args["decay"] > 0 and step >= steps - args["decay"]:
+        f = min(f, (steps - step) / args["decay"])
+    return f
+
+sae = SparseCoder(X.shape[1], SparseCoderConfig(num_latents=args["n_latents"], k=args["k"]), "cpu", dtype=torch.float32)
+opt = torch.optim.Adam(sae.parameters(), lr=args["lr"])  # Trainer "adam" branch without bitsandbytes
+sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+since_fired = torch.zeros(sae.num_latents, dtype=torch.long)
+t0 = time.perf_counter()
+for step in range(steps):
+    x = torch.from_numpy(np.asarray(X[batch_rows(step)], dtype=np.float32))
+    if step == 0:
+        sae.b_dec.data = x.mean(0)  # Trainer: b_dec = mean of the first batch
+    sae.set_decoder_norm_to_unit_norm()
+    dead = since_fired > args["dead_window"] if args["auxk_alpha"] > 0 else None
+    out = sae(x, dead_mask=dead)
+    (out.fvu + args["auxk_alpha"] * out.auxk_loss).backward()
+    fired = torch.zeros(sae.num_latents, dtype=torch.bool)
+    fired[out.latent_indices.flatten()] = True
+    sae.remove_gradient_parallel_to_decoder_directions()
+    opt.step()
+    opt.zero_grad()
+    sched.step()
+    since_fired += B
+    since_fired[fired] = 0
+fit_s = time.perf_counter() - t0
+sae.set_decoder_norm_to_unit_norm()
+outs = []
+with torch.no_grad():
+    for s in range(0, H.shape[0], 4096):
+        outs.append(sae(torch.from_numpy(H[s:s + 4096])).sae_out.numpy())
+np.save(args["recon"], np.concatenate(outs).astype(np.float32))
+print("PEER_RESULT " + json.dumps({"fit_s": fit_s, "steps": steps, "vectors": steps * B,
+                                   "version": metadata.version("eai-sparsify"), "threads": torch.get_num_threads()}))
+'''
+
+SAELENS_SCRIPT = r'''
 import json, sys, time, os
 import numpy as np
 import torch
@@ -86,7 +170,7 @@ with torch.no_grad():
         outs.append(sae(torch.from_numpy(H[s:s + 4096])).numpy())
 np.save(args["recon"], np.concatenate(outs).astype(np.float32))
 print("PEER_RESULT " + json.dumps({"fit_s": fit_s, "steps": trainer.n_training_steps,
-                                   "vectors": trainer.n_training_samples, "sae_lens": metadata.version("sae-lens"),
+                                   "vectors": trainer.n_training_samples, "version": metadata.version("sae-lens"),
                                    "torch": torch.__version__, "threads": torch.get_num_threads()}))
 '''
 
@@ -112,14 +196,46 @@ def synthetic(n: int, d: int, seed: int = 0, n_atoms: int = 8192, s: int = 24, m
     return X + offset
 
 
+class _CSRDecode:
+    """The decoder backward rd_interp used before this benchmark settled the choice: embedding_bag
+    forward, backward as one CSR x dense product over the latent-sorted pattern (shared with the
+    encoder's backward, so its sort is not counted against it here)."""
+
+    @staticmethod
+    def make():
+        import torch
+        import torch.nn.functional as F
+
+        class Fn(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, vals, W_dec, pattern, offsets, bag):
+                ctx.save_for_backward(vals, W_dec, offsets, bag)
+                ctx.pattern = pattern
+                return F.embedding_bag(pattern.flat.view(vals.shape), W_dec, per_sample_weights=vals, mode="sum")
+
+            @staticmethod
+            def backward(ctx, grad):
+                vals, W_dec, offsets, bag = ctx.saved_tensors
+                pat = ctx.pattern
+                grad = grad.contiguous()
+                g_vals = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                    grad, W_dec, pat.flat, offsets, bag, 0, -1).view(vals.shape)
+                return g_vals, pat.st_mm(vals, grad), None, None, None
+
+        return Fn
+
+
 def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict[str, float]:
     """ms per forward+backward of the TopK decode x_hat = sum_j v[b,j] W_dec[idx[b,j]] (+ encoder gather):
-    dense scatter + matmul (what autograd through topk does), embedding_bag with autograd's backward,
-    and ours (embedding_bag forward, CSR backward shared by encoder and decoder)."""
+    dense scatter + matmul (what autograd through topk does), embedding_bag with autograd's backward
+    (what rd_interp uses), and embedding_bag with a CSR backward over the latent-sorted pattern (the
+    pattern's sort is done once outside the timing: in training the encoder's backward needs it anyway)."""
     import torch
     import torch.nn.functional as F
 
-    from rd_interp.sae.model import _Pattern, _SparseDecode
+    from rd_interp.sae.model import _Pattern
+
+    csr = _CSRDecode.make()
 
     g = torch.Generator().manual_seed(0)
     W = torch.randn(n, d, generator=g).requires_grad_()
@@ -134,13 +250,16 @@ def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict
     def ebag():
         return torch.autograd.grad((F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum") * up).sum(), (vals, W))
 
-    def ours():
-        pat = _Pattern(idx, n)
-        return torch.autograd.grad((_SparseDecode.apply(vals, W, pat) * up).sum(), (vals, W))
+    pat = _Pattern(idx, n)
+    offsets = torch.arange(0, B * k, k)
+    bag = torch.arange(B).repeat_interleave(k)
+
+    def csr_bwd():
+        return torch.autograd.grad((csr.apply(vals, W, pat, offsets, bag) * up).sum(), (vals, W))
 
     ref = dense()
     out = {}
-    for name, fn in (("dense_scatter_matmul", dense), ("embedding_bag_autograd", ebag), ("ours_csr_backward", ours)):
+    for name, fn in (("dense_scatter_matmul", dense), ("embedding_bag_autograd", ebag), ("csr_backward", csr_bwd)):
         res = fn()
         assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(res, ref)), name
         t = time.perf_counter()
@@ -150,6 +269,38 @@ def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict
     return out
 
 
+def run_peer(python: str, script: str, pargs: dict, threads: int) -> dict:
+    # sparsify imports its Triton decoder whenever triton is installed (torch pulls it in) and then fails
+    # without a GPU driver; its documented switch selects the eager embedding_bag decoder.
+    env = dict(benchlib.thread_env(threads), SPARSIFY_DISABLE_TRITON="1")
+    proc = subprocess.run([python, "-c", script, json.dumps(pargs)], capture_output=True, text=True, env=env,
+                          check=False)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("PEER_RESULT ")]
+    if proc.returncode != 0 or not line:
+        err = [ln for ln in (proc.stderr or proc.stdout).splitlines() if "Error" in ln]
+        raise benchlib.PeerError(err[-1][:300] if err else (proc.stderr or proc.stdout)[-300:])
+    return json.loads(line[0][len("PEER_RESULT "):])
+
+
+def step_floor(B: int, d: int, n: int, k: int, repeats: int = 5) -> dict[str, float]:
+    """ms of the unavoidable per-step work: the dense encoder matmul [B, d] x [d, n] (+ bias) and top-k."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x, W, b = torch.randn(B, d, generator=g), torch.randn(d, n, generator=g) / d ** 0.5, torch.zeros(n)
+    mm = tk = float("inf")
+    with torch.no_grad():
+        pre = torch.addmm(b, x, W)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pre = torch.addmm(b, x, W)
+            t1 = time.perf_counter()
+            pre.topk(k, dim=1, sorted=False)
+            t2 = time.perf_counter()
+            mm, tk = min(mm, t1 - t0), min(tk, t2 - t1)
+    return {"matmul_ms": mm * 1e3, "topk_ms": tk * 1e3, "floor_ms": (mm + tk) * 1e3}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -157,34 +308,36 @@ def main() -> int:
     ap.add_argument("--heldout", type=int, default=16384)
     ap.add_argument("--store", help="use rows of this embedding store instead of synthetic data")
     ap.add_argument("--columns", help="column subset of the store, 'a:b'")
-    ap.add_argument("--massive-dims", type=int, default=0,
-                    help="synthetic: dimensions with a +25 offset (PLM-like); SAELens starts b_dec at 0 and "
-                         "needs many steps to absorb them, so 0 (default) compares the optimisers fairly")
+    ap.add_argument("--massive-dims", type=int, default=0, help="synthetic: dimensions with a +25 offset (PLM-like)")
     ap.add_argument("--offset-scale", type=float, default=1.0,
                     help="synthetic: std of the per-dimension offsets (0 = centred data)")
     ap.add_argument("--n-latents", type=int, default=4096)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", default=None, help="where the shared .npy inputs go (default: a temp dir)")
-    ap.add_argument("--peer-python", default="/work/.bench/saelens-venv/bin/python")
-    ap.add_argument("--peer-modes", default="dense,sparse", help="SAELens variants to run: dense,sparse")
+    ap.add_argument("--rounds", type=int, default=2, help="alternated runs of ours and sparsify (median used)")
+    ap.add_argument("--peers", default="sparsify,saelens-dense",
+                    help="comma list of: sparsify, saelens-dense, saelens-sparse (SAELens' sparse mode fails "
+                         "on torch 2.14 CPU: 'aten::view' has no SparseCPU kernel)")
+    ap.add_argument("--micro-dims", default="480,1280", help="dims of the decoder micro-benchmark")
     args = ap.parse_args()
 
     import torch
 
-    from rd_interp.io.provenance import versions
     from rd_interp.sae.metrics import fvu
     from rd_interp.sae.model import SAEConfig
     from rd_interp.sae.train import TrainConfig, default_lr, train_sae
 
     torch.set_num_threads(args.threads)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_sae_"))
-    work.mkdir(parents=True, exist_ok=True)
+    meter = benchlib.LoadMeter()
+    peers = [p for p in args.peers.split(",") if p]
+    envs = {p: benchlib.peer_python("sparsify" if p == "sparsify" else "saelens") for p in peers}
+    tmp = tempfile.TemporaryDirectory(prefix="bench_sae_")
+    work = Path(tmp.name)
 
-    # -- data: one saved input for both tools ------------------------------------------------------
+    # -- data: one saved input for every tool ------------------------------------------------------
     t = time.perf_counter()
     if args.store:
         from rd_interp.io.store import EmbeddingStore
@@ -195,7 +348,7 @@ def main() -> int:
         n = min(store.n_rows, args.rows + args.heldout)
         rows = np.sort(rng.choice(store.n_rows, n, replace=False))
         X_all = store.take(rows, parse_columns(args.columns))
-        source = f"store {args.store} columns {args.columns or 'all'}"
+        source = f"store {Path(args.store).name} columns {args.columns or 'all'}"
     else:
         X_all = synthetic(args.rows + args.heldout, args.dim, seed=args.seed, massive=args.massive_dims,
                           offset_scale=args.offset_scale)
@@ -209,77 +362,113 @@ def main() -> int:
     np.save(work / "heldout.npy", H)
     print(f"data: {source}; train {Xtr.shape}, held-out {H.shape}; prepared in {time.perf_counter() - t:.1f}s")
 
-    steps, B = args.steps, args.batch
+    steps, B, d = args.steps, args.batch, int(Xtr.shape[1])
     lr = default_lr(args.n_latents)
     warmup = min(1000, steps // 20)
     decay = int(round(0.2 * steps))
     dead_window = max(B, min(10_000_000, Xtr.shape[0], steps * B // 5))
-    common = dict(steps=steps, batch=B, lr=lr, warmup=warmup, decay=decay, seed=args.seed, threads=args.threads)
+    common = dict(steps=steps, batch=B, lr=lr, warmup=warmup, decay=decay, seed=args.seed, threads=args.threads,
+                  n_latents=args.n_latents, k=args.k, train=str(work / "train.npy"), heldout=str(work / "heldout.npy"))
     print(f"settings: n_latents={args.n_latents} k={args.k} batch={B} steps={steps} lr={lr:.3g} warmup={warmup} "
-          f"decay={decay} threads={args.threads}")
+          f"decay={decay} dead_window={dead_window} aux_coeff=1/32 threads={args.threads}")
 
-    # -- ours ------------------------------------------------------------------------------------------
     Xtr_mm = np.load(work / "train.npy", mmap_mode="r")
-    t0 = time.perf_counter()
-    sae = train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
-                    TrainConfig(batch_size=B, n_steps=steps, lr=lr, warmup_steps=warmup, decay_fraction=0.2,
-                                seed=args.seed, dead_window=dead_window, device="cpu"), progress=False)
-    ours_s = time.perf_counter() - t0
-    with torch.no_grad():
-        rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])
-    ours = {"fit_s": ours_s, "vectors_per_s": steps * B / ours_s, "fvu": fvu(H, rec)}
-    print(f"ours     : {ours['vectors_per_s']:9.0f} vectors/s  fit {ours_s:7.1f}s  held-out FVU {ours['fvu']:.4f}")
+    floors: list[dict] = []
 
-    # -- peer ------------------------------------------------------------------------------------------
-    peers: dict[str, dict] = {}
-    peer_errors: dict[str, str] = {}
-    for mode in [m for m in args.peer_modes.split(",") if m]:
-        pargs = dict(common, n_latents=args.n_latents, k=args.k, train=str(work / "train.npy"),
-                     heldout=str(work / "heldout.npy"), recon=str(work / f"recon_{mode}.npy"),
-                     sparse=(mode == "sparse"), dead_window_steps=max(1, dead_window // B), norm_batches=10)
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), WANDB_MODE="disabled", TQDM_DISABLE="1")
-        t1 = time.perf_counter()
-        proc = subprocess.run([args.peer_python, "-c", PEER_SCRIPT, json.dumps(pargs)], capture_output=True,
-                              text=True, env=env)
-        wall = time.perf_counter() - t1
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("PEER_RESULT ")]
-        if proc.returncode != 0 or not line:
-            err_lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if "Error" in ln]
-            peer_errors[mode] = err_lines[-1][:300] if err_lines else (proc.stderr or proc.stdout)[-300:]
-            print(f"SAELens ({mode}) failed: {peer_errors[mode]}")
+    def run_ours() -> dict:
+        floors.append(step_floor(B, d, args.n_latents, args.k))
+        t0 = time.perf_counter()
+        sae = train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
+                        TrainConfig(batch_size=B, n_steps=steps, lr=lr, warmup_steps=warmup, decay_fraction=0.2,
+                                    seed=args.seed, dead_window=dead_window, device="cpu"), progress=False)
+        fit_s = time.perf_counter() - t0
+        with torch.no_grad():
+            rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])
+        loop_vps = sae.train_info_["vectors_per_s_this_call"]
+        return {"fit_s": fit_s, "vectors": steps * B, "vectors_per_s": steps * B / fit_s, "fvu": fvu(H, rec),
+                "step_ms": B / loop_vps * 1e3}
+
+    def run_tool(tool: str) -> dict:
+        if tool == "ours":
+            return run_ours()
+        pargs = dict(common, recon=str(work / f"recon_{tool}.npy"))
+        if tool == "sparsify":
+            res = run_peer(envs[tool], SPARSIFY_SCRIPT, dict(pargs, dead_window=dead_window, auxk_alpha=1 / 32),
+                           args.threads)
+        else:
+            res = run_peer(envs[tool], SAELENS_SCRIPT, dict(pargs, sparse=tool.endswith("sparse"),
+                                                           dead_window_steps=max(1, dead_window // B),
+                                                           norm_batches=10), args.threads)
+        res.update(vectors_per_s=res["vectors"] / res["fit_s"], fvu=fvu(H, np.load(work / f"recon_{tool}.npy")))
+        return res
+
+    repeat = ["ours"] + [p for p in peers if p == "sparsify"]
+    schedule = repeat + [p for p in peers if p != "sparsify"]
+    for r in range(args.rounds - 1):
+        schedule += repeat[::-1] if r % 2 == 0 else repeat
+    runs: dict[str, list[dict]] = {}
+    errors: dict[str, str] = {}
+    for tool in schedule:
+        if tool in errors:
             continue
-        res = json.loads(line[0][len("PEER_RESULT "):])
-        rec_p = np.load(work / f"recon_{mode}.npy")
-        res.update(vectors_per_s=res["vectors"] / res["fit_s"], fvu=fvu(H, rec_p), subprocess_wall_s=wall)
-        peers[mode] = res
-        print(f"SAELens {mode:6s}: {res['vectors_per_s']:9.0f} vectors/s  fit {res['fit_s']:7.1f}s  "
-              f"held-out FVU {res['fvu']:.4f}  (sae-lens {res['sae_lens']}, {res['threads']} threads)")
+        try:
+            res = run_tool(tool)
+        except benchlib.PeerError as exc:
+            errors[tool] = str(exc)
+            print(f"{tool} failed: {exc}")
+            continue
+        runs.setdefault(tool, []).append(res)
+        print(f"{tool:15s} {res['vectors_per_s']:9.0f} vectors/s  fit {res['fit_s']:7.1f}s  "
+              f"held-out FVU {res['fvu']:.4f}", flush=True)
 
-    best = max(peers.values(), key=lambda r: r["vectors_per_s"]) if peers else None
-    best_mode = next((m for m, r in peers.items() if r is best), None)
-    speedup = ours["vectors_per_s"] / best["vectors_per_s"] if best else None
+    def summary(tool: str) -> dict:
+        rs = runs[tool]
+        out = {"vectors_per_s": benchlib.median([r["vectors_per_s"] for r in rs]),
+               "fit_s": [round(r["fit_s"], 2) for r in rs], "fvu": rs[0]["fvu"]}
+        if "version" in rs[0]:
+            out["version"] = rs[0]["version"]
+        if "step_ms" in rs[0]:
+            out["step_ms"] = benchlib.median([r["step_ms"] for r in rs])
+        return out
+
+    tools = {t: summary(t) for t in runs}
+    ours = tools["ours"]
+    peer_names = [t for t in tools if t != "ours"]
+    best = max(peer_names, key=lambda t: tools[t]["vectors_per_s"]) if peer_names else None
+    floor = min(floors, key=lambda f: f["floor_ms"])
+    floor_frac = floor["floor_ms"] / ours["step_ms"]
+    micro = {}
+    for dim in [int(x) for x in args.micro_dims.split(",") if x]:
+        micro[str(dim)] = {k: round(v, 2) for k, v in decoder_microbench(B, args.n_latents, dim, args.k).items()}
     print()
-    print(f"{'tool':22s} {'vectors/s':>10s} {'fit s':>8s} {'held-out FVU':>13s}")
-    print(f"{'rd_interp topk':22s} {ours['vectors_per_s']:10.0f} {ours['fit_s']:8.1f} {ours['fvu']:13.4f}")
-    for m, r in peers.items():
-        print(f"{'SAELens topk ' + m:22s} {r['vectors_per_s']:10.0f} {r['fit_s']:8.1f} {r['fvu']:13.4f}")
+    print(f"{'tool':16s} {'vectors/s':>10s} {'held-out FVU':>13s}  fits (s)")
+    for t, r in tools.items():
+        print(f"{t:16s} {r['vectors_per_s']:10.0f} {r['fvu']:13.4f}  {r['fit_s']}")
+    ratio = ours["vectors_per_s"] / tools[best]["vectors_per_s"] if best else None
     if best:
-        print(f"speed-up vs fastest SAELens ({best_mode}): {speedup:.2f}x; FVU ours {ours['fvu']:.4f} vs "
-              f"{best['fvu']:.4f}")
-    micro = decoder_microbench(B, args.n_latents, Xtr.shape[1], args.k)
-    print("decoder fwd+bwd, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in micro.items()))
-    env_info = {"cpu_threads": args.threads, "cpu": platform.processor() or platform.machine(),
-                "nproc": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], **versions()}
-    result = {
+        print(f"speed-up vs the fastest peer ({best}): {ratio:.2f}x; FVU ours {ours['fvu']:.4f} vs "
+              f"{tools[best]['fvu']:.4f}")
+    print(f"per-step floor (encoder matmul {floor['matmul_ms']:.0f} ms + top-k {floor['topk_ms']:.0f} ms) = "
+          f"{floor['floor_ms']:.0f} ms; our training step {ours['step_ms']:.0f} ms -> {floor_frac:.1%} of the floor")
+    for dim, m in micro.items():
+        print(f"decoder fwd+bwd at {dim} dims, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()))
+    load = meter.stop()
+    print(f"other processes kept {load['other_processes_cores_busy']} cores busy on average")
+    tmp.cleanup()
+    benchlib.emit({
         "bench": "sae_topk_training", "data": source, "n_train": int(Xtr.shape[0]), "n_heldout": int(H.shape[0]),
-        "dim": int(Xtr.shape[1]), "n_latents": args.n_latents, "k": args.k, "batch": B, "steps": steps, "lr": lr,
-        "ours": ours, "saelens": peers, "saelens_errors": peer_errors, "fastest_peer": best_mode,
-        "speedup_vs_fastest_peer": speedup,
-        "fvu_ours_minus_peer": (ours["fvu"] - best["fvu"]) if best else None,
-        "decoder_fwd_bwd_ms": micro, "env": env_info,
-    }
-    print(json.dumps(result, default=float))
-    return 0
+        "dim": d, "n_latents": args.n_latents, "k": args.k, "batch": B, "steps": steps, "lr": lr,
+        "warmup": warmup, "decay_steps": decay, "dead_window": dead_window, "tools": tools, "errors": errors,
+        "fastest_peer": best, "speedup_vs_fastest_peer": ratio,
+        "fvu_ours_minus_fastest_peer": (ours["fvu"] - tools[best]["fvu"]) if best else None,
+        "step_floor_ms": floor, "step_floor_fraction": floor_frac, "decoder_fwd_bwd_ms": micro,
+        "headline": {"ours_vectors_per_s": ours["vectors_per_s"], "peer": best,
+                     "peer_vectors_per_s": tools[best]["vectors_per_s"] if best else None, "ratio": ratio,
+                     "fvu_ours": ours["fvu"], "fvu_peer": tools[best]["fvu"] if best else None,
+                     "step_floor_fraction": floor_frac},
+        "load": load, "machine": benchlib.machine(args.threads),
+    })
+    return 0 if not errors else 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 | [distill]    | rd_interp.distill.config.DistillConfig | distill            |
 | [sae]        | rd_interp.sae.config.SAEStageConfig    | sae (space x seed) |
 | [encode]     | rd_interp.sae.config.EncodeConfig      | encode             |
+| [probe]      | rd_interp.probe.config.ProbeConfig     | probe              |
 | [enrich]     | rd_interp.enrich.config.EnrichConfig   | enrich             |
 | [report]     | rd_interp.report.config.ReportConfig   | report             |
 
@@ -31,6 +32,7 @@ from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError, dumps_dataclass_toml, from_dict, read_config_file, to_dict
 from rd_interp.plm.config import ModelsConfig
 from rd_interp.plm.esm import known_width
+from rd_interp.probe.config import ProbeConfig
 from rd_interp.report.config import ReportConfig
 from rd_interp.sae.config import SPACES, EncodeConfig, SAEStageConfig
 
@@ -43,7 +45,15 @@ RENAMED = {
     "distill.ridge_alpha": "distill.alpha",
     "enrich.pooling": "encode.pooling",
     "enrich.study_mode": "enrich.mode",
-    "enrich.bootstrap": "report.bootstrap",
+}
+
+#: Keys that no longer exist: old dotted key -> what replaced it (the value is dropped with a warning).
+REMOVED = {
+    "enrich.bootstrap": "seed intervals are t intervals now (no bootstrap over 3 values)",
+    "report.bootstrap": "seed intervals are t intervals now (no bootstrap over 3 values)",
+    "enrich.base_share_hi": "enrich.stratum_margin (strata relative to the base block's dimension share)",
+    "enrich.base_share_lo": "enrich.stratum_margin (strata relative to the base block's dimension share)",
+    "enrich.null_control": "enrich.n_permutations (false -> 0)",
 }
 
 
@@ -55,8 +65,10 @@ class RunConfig:
     data: DataConfig = opt(factory=DataConfig)
     models: ModelsConfig = opt(factory=ModelsConfig)
     distill: DistillConfig = opt(factory=DistillConfig)
-    sae: SAEStageConfig = opt(factory=SAEStageConfig)
+    # Size-matched by default: every space's SAE gets the same n_latents and the same sparsity ratio k / d_in.
+    sae: SAEStageConfig = opt(factory=lambda: SAEStageConfig(k_ratio=1 / 15))
     encode: EncodeConfig = opt(factory=EncodeConfig)
+    probe: ProbeConfig = opt(factory=ProbeConfig)
     enrich: EnrichConfig = opt(factory=EnrichConfig)
     report: ReportConfig = opt(factory=ReportConfig)
 
@@ -77,8 +89,8 @@ class RunConfig:
                               f"({'data.max_proteins' if self.data.max_proteins else 'the shipped set'}): every latent "
                               "would be skipped")
         fam = self.models.family
-        widths = {"large": known_width(fam[-1]), "small": known_width(fam[0]),
-                  "rd.base": known_width(fam[0]) if len(fam) == 2 else None}
+        widths = {"large": known_width(fam[-1]), "small": known_width(fam[0]), "control.untrained": known_width(fam[-1]),
+                  "rd.base": known_width(fam[0]) if len(fam) == 2 else None}  # other spaces' widths depend on data
         s = self.sae
         for space in s.spaces:
             d = widths.get(space)
@@ -131,6 +143,15 @@ def migrate(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         target[k_new] = table.pop(k_old)
         notes.append(f"config key {old} was renamed {new} (migrated; `rd-interp config --upgrade FILE` "
                      "rewrites the file)")
+    for old, why in REMOVED.items():
+        t_old, k_old = old.split(".")
+        table = out.get(t_old)
+        if not isinstance(table, dict) or k_old not in table:
+            continue
+        value = table.pop(k_old)
+        if old == "enrich.null_control" and value is False:
+            table.setdefault("n_permutations", 0)
+        notes.append(f"config key {old} was removed (replaced by {why}); ignored")
     return out, notes
 
 
@@ -139,6 +160,8 @@ def demo_config(out_dir: str = "rd_interp_demo") -> RunConfig:
     the shipped Swiss-Prot proteins. Sized to finish in a few minutes on 2 CPU cores (README: measured times)."""
     cfg = RunConfig(out_dir=out_dir)
     cfg.data.max_proteins = 3000
+    cfg.sae.n_latents = 512  # the same for every space: 5.3x the large width, 16x the residual block's
+    cfg.sae.k_ratio = 0.125  # k = 12 / 8 / 4 on the 96 / 64 / 32-dim spaces and blocks
     cfg.sae.n_steps = 300
     cfg.sae.batch_size = 2048
     cfg.validate()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rd_interp.enrich.coverage import strata
+
 from rd_interp.io.fasta import FastaRecord, read_fasta
 from rd_interp.report.atlas import (
     AtlasPayload,
@@ -122,7 +124,7 @@ def synthetic_payload(*, n_spaces: int = 4, n_seeds: int = 3, n_latents: int = 7
                                             ic=float(rng.uniform(11, 12) if r == 1 else rng.uniform(1, 11)),
                                             role=1 if r == 0 else 2 if r == 1 else 0))
                 share = float(rng.beta(0.7, 0.7)) if blocks else None
-                stratum = None if share is None else "base" if share >= 0.8 else "residual" if share <= 0.2 else "mixed"
+                stratum = None if share is None else str(strata([share], 2 / 3, 0.5)[0])
                 top = []
                 for rank, p in enumerate(rng.choice(n_proteins, size=min(top_k, n_fire), replace=False).tolist()):
                     act = mx * (1 - 0.04 * rank)

@@ -1,4 +1,4 @@
-"""Data flows one way: io -> data -> plm -> distill -> sae -> enrich -> report -> config -> pipeline -> cli.
+"""Data flows one way: io -> data -> plm -> distill -> probe -> sae -> enrich -> report -> config -> pipeline -> cli.
 
 Checked on the source (every import, including those inside functions): a module never imports a higher
 layer, and the package has no import cycle between modules.
@@ -10,7 +10,8 @@ from pathlib import Path
 import rd_interp
 
 ROOT = Path(rd_interp.__file__).parent
-LAYERS = ["io", "device", "data", "plm", "distill", "sae", "enrich", "report", "config", "pipeline", "cli", "__main__"]
+LAYERS = ["io", "device", "data", "plm", "distill", "probe", "sae", "enrich", "report", "config", "pipeline", "cli",
+          "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["device"] = RANK["io"]  # a leaf used by every stage
 

@@ -15,6 +15,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from rd_interp.enrich.coverage import strata
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.io.fasta import FastaRecord
 from rd_interp.io.store import StoreWriter
@@ -156,7 +157,7 @@ def test_build_sae_entry_from_real_objects(tiny_run):
         order = sorted(range(P), key=lambda i: (-col[i], i))[:min(4, lat.n_firing)]
         assert [t.accession for t in lat.top] == [store.ids[i] for i in order]
         assert lat.decoder_share == pytest.approx(float(share[lat.index]))
-        assert lat.stratum == ("base" if share[lat.index] >= 0.8 else "residual" if share[lat.index] <= 0.2 else "mixed")
+        assert lat.stratum == strata(share, 4 / 10, 0.5)[lat.index]  # base block: 4 of 10 dimensions
         for tp in lat.top:  # the strip is the quantised per-residue activation; its max is the pooled value
             fired_any += 1
             per = encode_sequence_activations(sae, store.get(tp.accession)).toarray()[:, lat.index]

@@ -62,11 +62,12 @@ def test_dumps_toml_quotes_and_nesting():
 def test_old_keys_are_migrated_with_a_warning(tmp_path, caplog):
     old = tmp_path / "old.toml"
     old.write_text('[enrich]\npooling = "mean"\nstudy_mode = "fraction_of_max"\nbootstrap = 50\n'
-                   '[distill]\nridge_alpha = 2.0\n')
+                   'null_control = false\n[distill]\nridge_alpha = 2.0\n')
     cfg = RunConfig.load(old)
-    assert (cfg.encode.pooling, cfg.enrich.mode, cfg.report.bootstrap, cfg.distill.alpha) == \
-        ("mean", "fraction_of_max", 50, 2.0)
+    assert (cfg.encode.pooling, cfg.enrich.mode, cfg.distill.alpha, cfg.enrich.n_permutations) == \
+        ("mean", "fraction_of_max", 2.0, 0)
     assert "enrich.pooling was renamed encode.pooling" in caplog.text
+    assert "enrich.bootstrap was removed" in caplog.text
     both = tmp_path / "both.toml"
     both.write_text('[enrich]\npooling = "mean"\n[encode]\npooling = "max"\n')
     with pytest.raises(ConfigError, match="both.toml: enrich.pooling was renamed encode.pooling; the file sets both"):
@@ -100,3 +101,25 @@ def test_every_option_is_defined_once_with_help():
         declared = [name for c in cls.__mro__ if dataclasses.is_dataclass(c)
                     for name in c.__dict__.get("__annotations__", {})]
         assert len(declared) == len(set(declared)), f"[{section.name}] re-declares an inherited option"
+
+
+def test_a_partial_table_keeps_the_run_defaults():
+    """[sae] with one key keeps the run's size-matched default (k_ratio), not the standalone SAE default."""
+    cfg = RunConfig.from_dict({"sae": {"n_steps": 5}})
+    assert cfg.sae.n_steps == 5 and cfg.sae.k_ratio == RunConfig().sae.k_ratio > 0
+
+
+def test_paper_analysis_config_and_code_agree():
+    """analyses/paper_sae_go.toml validates, and its header names the fallback family the script uses."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "analyses"
+    spec = importlib.util.spec_from_file_location("paper_sae_go", root / "paper_sae_go.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cfg = RunConfig.load(root / "paper_sae_go.toml")
+    assert len(cfg.sae.seeds) >= 5 and cfg.enrich.correction == "global" and cfg.enrich.n_permutations >= 100
+    assert "control.naive" in cfg.sae.spaces and cfg.sae.n_latents > 0 and cfg.sae.k_ratio > 0
+    header = (root / "paper_sae_go.toml").read_text().split("\n\n")[0]
+    assert f"({' -> '.join(mod.FALLBACK)})" in header

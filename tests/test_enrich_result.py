@@ -14,12 +14,9 @@ from rd_interp.enrich import (
     EnrichmentResult,
     GOEnricher,
     StudySetConfig,
-    compare_seeds,
-    compare_specificity,
+
     enrich_latents,
-    null_control,
-    rank_test,
-    seed_stats,
+
     study_sets,
 )
 from rd_interp.enrich.coverage import strata
@@ -95,8 +92,8 @@ def test_save_load_roundtrip_and_best_terms(tmp_path):
     one = best.iloc[0]
     cap = res.captured()
     sub = cap[cap["latent"] == one["latent"]]
-    assert one["best_p_adj"] == sub["p_adj"].min() and one["specific_ic"] == sub["ic"].max()
-    paths = res.save(tmp_path / "r", decoder_share=np.linspace(0, 1, 12))
+    assert one["best_p_adj"] == sub["p_adj_global"].min() and one["specific_ic"] == sub["ic"].max()
+    paths = res.save(tmp_path / "r", decoder_share=np.linspace(0, 1, 12), base_fraction=0.5)
     back = EnrichmentResult.load(tmp_path / "r")
     pd.testing.assert_frame_equal(back.table, res.table, check_exact=True)
     assert (back.table['p'].to_numpy() == res.table['p'].to_numpy()).all()
@@ -118,40 +115,14 @@ def test_summary_counts_and_strata():
     assert s["n_latents_capturing"] == cap["latent"].nunique()
     assert s["n_terms_captured"]["total"] <= sum(s["n_terms_captured"][ns] for ns in ("BP", "MF", "CC"))
     assert 0 <= s["specificity_terms"]["fraction_general"] <= 1
-    assert strata([0.9, 0.5, 0.1, 0.8, 0.2]).tolist() == ["base", "mixed", "residual", "base", "residual"]
+    spec = cap[cap["most_specific"]]
+    assert s["n_terms_nonredundant"]["total"] == spec["go_id"].nunique() <= s["n_terms_captured"]["total"]
+    assert s["n_latent_term_pairs_nonredundant"] == len(spec)
+    # relative strata, base block = 2/3 of the dimensions: r = (s - 2/3) / (1/3) above, (s - 2/3) / (2/3) below
+    assert strata([1.0, 5 / 6, 2 / 3, 1 / 3, 0.0], 2 / 3).tolist() == ["base", "base", "mixed", "residual", "residual"]
+    assert strata([0.8], 2 / 3).tolist() == ["mixed"]  # r = 0.4 < 0.5: no longer "base" as under the fixed 0.8 cut
     with pytest.raises(ValueError):
-        strata([1.5])
-
-
-def test_null_control_captures_far_less():
-    dag, prots, ann, scores = planted(n_latents=16)
-    real = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
-    nc = null_control(scores, prots, ann, dag, EnrichConfig(top_n=20), seeds=[0, 1], real=real)
-    s = nc.summary()
-    assert s["real"]["n_latent_term_pairs"] >= 10
-    assert s["null_mean_terms_captured"] <= 0.25 * s["real"]["n_terms_captured"]["total"]
-    # permutation is seeded and moves whole annotation sets
-    again = null_control(scores, prots, ann, dag, EnrichConfig(top_n=20), seeds=[0])
-    pd.testing.assert_frame_equal(again.results[0].table, nc.results[0].table, check_exact=True)
-
-
-def test_compare_seed_stats_and_rank_test():
-    st = seed_stats([1.0, 2.0, 3.0, 4.0], n_boot=2000, seed=0)
-    assert st["mean"] == 2.5 and st["ci"][0] < 2.5 < st["ci"][1]
-    assert st == seed_stats([1.0, 2.0, 3.0, 4.0], n_boot=2000, seed=0)
-    a = {"n_terms_captured": {"total": 10, "BP": 5, "MF": 3, "CC": 2}, "fraction_latents_capturing": 0.5,
-         "n_latents_capturing": 5, "terms_per_latent": {"mean": 1.0},
-         "specificity_terms": {"ic_mean": 5.0, "depth_mean": 4.0, "level_mean": 3.0, "fraction_general": 0.1}}
-    b = json.loads(json.dumps(a))
-    b["n_terms_captured"]["total"] = 20
-    out = compare_seeds({"rd": [a, a, a], "large": [b, b]}, ["n_terms_total", "ic_mean"], n_boot=500)
-    assert out["differences"]["rd - large"]["n_terms_total"]["mean_diff"] == -10.0
-    r = rank_test(np.arange(20) + 10.0, np.arange(20))
-    assert r["p"] < 0.01 and r["rank_biserial"] > 0.5
-    dag, prots, ann, scores = planted()
-    res = enrich_latents(scores, prots, ann, dag, EnrichConfig(top_n=20))
-    cs = compare_specificity([res], [res])
-    assert cs["ic"]["p"] == pytest.approx(1.0) and cs["ic"]["n_a"] == res.captured()["go_id"].nunique()
+        strata([1.5], 0.5)
 
 
 def test_cli_enrich(tmp_path, capsys):
@@ -170,11 +141,14 @@ def test_cli_enrich(tmp_path, capsys):
     np.save(tmp_path / "share.npy", np.linspace(0, 1, 12))
     rc = main(["enrich", "--scores", str(tmp_path / "scores.npz"), "--proteins", str(tmp_path / "ids.txt"),
                "--annotations", str(tmp_path / "ann.tsv"), "--obo", str(MINI_OBO), "--out", str(tmp_path / "o"),
-               "--top-n", "20", "--decoder-share", str(tmp_path / "share.npy"), "--seed", "0"])
+               "--top-n", "20", "--decoder-share", str(tmp_path / "share.npy"), "--base-fraction", "0.5",
+               "--seed", "0", "--n-permutations", "20"])
     assert rc == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["n_latents"] == 12 and line["n_terms_captured"]["total"] > 0
-    assert (tmp_path / "o" / "null_10000" / "result.json").exists() and "null_mean_terms_captured" in line
+    null = json.loads((tmp_path / "o" / "enrich.json").read_text())["null"]
+    assert null["n_permutations"] == 20 and "permuted freely" in null["method"]  # no lengths in a plain ids file
+    assert line["null"]["n_terms_nonredundant"]["real"] == line["n_terms_nonredundant"]["total"]
     back = EnrichmentResult.load(tmp_path / "o" / "real")
     assert back.summary()["n_terms_captured"] == line["n_terms_captured"]
     (tmp_path / "bad.txt").write_text("\n".join(prots[:-1]) + "\n")
@@ -192,3 +166,65 @@ def test_shared_enricher_follows_the_passed_config():
         enrich_latents(scores, prots, None, None, EnrichConfig(background="all"), enricher=enr)
     with pytest.raises(ValueError, match="protein id"):
         enrich_latents(scores, prots[::-1], None, None, enricher=enr)
+
+
+def test_null_counts_equal_full_runs_on_permuted_labels():
+    """The lean null path (permuted study rows, memoised p-values, screened rows) gives exactly the capture
+    counts of a full enrichment run against permuted labels, for both corrections."""
+    dag, prots, ann, scores = planted()
+    ind, info = study_sets(scores, StudySetConfig(top_n=20))
+    rng = np.random.default_rng(3)
+    perms = [np.arange(len(prots))] + [rng.permutation(len(prots)) for _ in range(4)]
+    for correction in ("per_latent", "global"):
+        enr = GOEnricher(prots, ann, dag, EnrichConfig(correction=correction, min_study_count=2))
+        lean = enr.null_counts(ind, perms)
+        for perm, got in zip(perms, lean):
+            t = enr.permuted(perm).run(ind, info).table
+            cap = t[t["captured"]]
+            want = {"n_terms": cap["go_id"].nunique(),
+                    "n_terms_nonredundant": cap.loc[cap["most_specific"], "go_id"].nunique(),
+                    "n_latents_capturing": cap["latent"].nunique(), "n_pairs": len(cap),
+                    "n_pairs_nonredundant": int(cap["most_specific"].sum())}
+            assert got == want, (correction, got, want)
+        assert lean[0]["n_terms"] > 0  # the identity permutation is the real run
+
+
+
+def test_seed_statistics_by_hand():
+    """t interval, range with two seeds, Welch difference and the exact seed-label permutation p."""
+    from rd_interp.enrich.compare import compare_groups, seed_interval, seed_permutation_p
+
+    st = seed_interval([10.0, 12.0, 14.0])
+    # mean 12, sd 2, t(0.975, 2) = 4.302653: half-width 4.302653 * 2 / sqrt(3) = 4.968275
+    assert st["method"] == "t" and st["mean"] == 12.0 and st["sd"] == pytest.approx(2.0)
+    assert (st["lo"], st["hi"]) == pytest.approx((12 - 4.968275, 12 + 4.968275), rel=1e-6)
+    assert seed_interval([3.0, 5.0]) | {} == {"n": 2, "mean": 4.0, "sd": pytest.approx(2 ** 0.5), "lo": 3.0,
+                                             "hi": 5.0, "method": "range"}
+    assert seed_interval([7.0])["method"] == "none"
+    # 3 vs 3, all of a above all of b: the observed split and its mirror are the 2 most extreme of 20
+    p = seed_permutation_p([10, 11, 12], [1, 2, 3])
+    assert p["n_relabellings"] == 20 and p["p"] == pytest.approx(0.1) and p["min_p"] == pytest.approx(0.1)
+    c = compare_groups([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+    # diff 9, se sqrt(1/3 + 1/3) = 0.8165, df = 4, t(0.975, 4) = 2.776445
+    assert c["diff"] == 9.0 and c["df"] == pytest.approx(4.0)
+    assert (c["lo"], c["hi"]) == pytest.approx((9 - 2.776445 * 0.816497, 9 + 2.776445 * 0.816497), rel=1e-5)
+    assert c["p"] < 0.001 and c["p_permutation"] == pytest.approx(0.1)
+
+
+def test_null_distribution_is_stratified_and_reproducible():
+    from rd_interp.enrich import null_distribution
+    from rd_interp.enrich.null import empirical_p, label_permutations, length_bins
+
+    bins = length_bins([10, 20, 30, 40, 50, 60, 70, 80], 4)
+    assert bins.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    for perm in label_permutations(8, 5, seed=1, strata=bins):
+        assert (bins[perm] == bins).all() and sorted(perm) == list(range(8))
+    assert empirical_p(5, np.array([1, 2, 5, 7])) == pytest.approx(3 / 5)  # (1 + 2) / (1 + 4)
+    dag, prots, ann, scores = planted(n_latents=16)
+    lengths = np.arange(len(prots)) % 97 + 50
+    cfg = EnrichConfig(top_n=20, n_permutations=30)
+    a = null_distribution(scores, prots, ann, dag, cfg, lengths=lengths, seed=3).summary()
+    b = null_distribution(scores, prots, ann, dag, cfg, lengths=lengths, seed=3).summary()
+    assert a == b and a["n_permutations"] == 30 and "length bins" in a["method"]
+    m = a["metrics"]["n_terms_nonredundant"]
+    assert m["real"] > m["null_hi"] and m["p_empirical"] == pytest.approx(1 / 31)

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="protein ids in the scores' row order: one id per line (first column of a TSV works)")
     p.add_argument("--decoder-share", default=None,
                    help=".npy float array [n_latents]: decoder share on the base block, to stratify the summary")
+    p.add_argument("--base-fraction", type=float, default=None,
+                   help="with --decoder-share: the base block's share of the SAE's input dimensions")
     p.add_argument("--data", default=None, help="a data stage folder (annotations + ontology of the analysis set)")
     p.add_argument("--annotations", default=None,
                    help="annotations (TSV protein<TAB>GO[<TAB>NS], GAF or UniProt); default: the shipped set")
@@ -54,7 +56,10 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
         load_sparse_npz(args.scores, "score matrix", "write it again (scipy.sparse.save_npz)")
         inputs = {"scores": file_input(args.scores), "proteins": file_input(args.proteins)}
         if args.decoder_share:
+            if args.base_fraction is None:
+                raise ValueError("--decoder-share needs --base-fraction (the base block's share of the dimensions)")
             inputs["decoder_share"] = file_input(args.decoder_share)
+            inputs["base_fraction"] = args.base_fraction
     else:
         raise ValueError("give an encode folder (ENCODED) or both --scores and --proteins")
     if args.data:
@@ -68,8 +73,9 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     print(json.dumps({
         "out": str(args.out), "n_latents": real["n_latents"], "n_latents_tested": real["n_latents_tested"],
         "n_latents_capturing": real["n_latents_capturing"], "n_terms_captured": real["n_terms_captured"],
-        **({"null_mean_terms_captured": summary["null_control"]["null_mean_terms_captured"]}
-           if "null_control" in summary else {}),
+        "n_terms_nonredundant": real["n_terms_nonredundant"],
+        **({"null": {m: {k: v for k, v in d.items() if k != "null"} for m, d in summary["null"]["metrics"].items()
+                     if m == "n_terms_nonredundant"}} if "null" in summary else {}),
         "seconds": m.seconds,
     }))
     return 0

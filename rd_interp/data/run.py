@@ -4,6 +4,10 @@ Outputs: proteins.fasta (the selected proteins), annotations.tsv (their annotati
 ontology in use), ontology.obo.gz (a copy of that ontology, ~2.5 MB for full GO, so the run folder is
 self-contained: later stages and `rd-interp explain` need nothing outside it), data.json (counts and the
 annotation-resolution report).
+
+The fitset stage (`select`, stage kind "fitset") picks the sequences the distillation is fitted on, from a
+FASTA disjoint from the analysis set (default: the shipped train_pool). It writes proteins.fasta too, so
+the embed stage embeds it unchanged, and fitset.json (counts, source).
 """
 
 from __future__ import annotations
@@ -13,19 +17,21 @@ import shutil
 import time
 from pathlib import Path
 
-from rd_interp.data.config import SHIPPED, DataConfig
+from rd_interp.data.config import ANALYSIS, SHIPPED, DataConfig, FitSetConfig
 from rd_interp.io import datasets
 from rd_interp.io.annotations import check_overlap, read_annotations, write_annotations_tsv
 from rd_interp.io.atomic import atomic_path, write_json
 from rd_interp.io.fasta import read_fasta, write_fasta
 from rd_interp.io.go import Ontology
 from rd_interp.io.manifest import Manifest, claim_dir, file_input, write_manifest
-from rd_interp.io.options import key_dict
+from rd_interp.io.options import key_dict, subset
 from rd_interp.io.split import seeded_subset
 
 STAGE = "data"
 ONTOLOGY = "ontology.obo.gz"
 OUTPUTS = ("proteins.fasta", "annotations.tsv", ONTOLOGY, "data.json")
+FITSET_STAGE = "fitset"
+FITSET_OUTPUTS = ("proteins.fasta", "fitset.json")
 
 
 def input_paths(cfg: DataConfig) -> dict[str, Path]:
@@ -96,3 +102,57 @@ def load_analysis_set(data: Manifest):
     annotations = read_annotations(data.path("annotations.tsv"), fmt="tsv", ontology=ontology)
     ids = [r.id for r in read_fasta(data.path("proteins.fasta"))]
     return ids, annotations, ontology
+
+
+# -- the fit set of the distillation --------------------------------------------------------------------------
+def fitset_config(cfg) -> FitSetConfig:
+    """The fit-set options of `cfg` (a DistillConfig or anything with the FitSetConfig fields): what keys
+    the fitset stage, so changing e.g. the regressor never re-selects or re-embeds the fit set."""
+    return subset(FitSetConfig, cfg)
+
+
+def fit_fasta(cfg) -> Path:
+    """The FASTA the fit set is drawn from ('shipped' resolved); a missing file names distill.fasta."""
+    if cfg.fasta == ANALYSIS:
+        raise ValueError("distill.fasta = 'analysis': the chain is fitted on a subset of the analysis set "
+                         "itself, so there is no fit set to select")
+    path = datasets.shipped_train_pool() if cfg.fasta == SHIPPED else Path(cfg.fasta).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"distill.fasta: {path} does not exist")
+    return path
+
+
+def fitset_inputs(cfg) -> dict[str, dict]:
+    """Content record of the fit-set FASTA: the fitset stage is keyed by content, not by path."""
+    return {"fasta": file_input(fit_fasta(cfg))}
+
+
+def select(inputs: dict, cfg, out_dir: str | Path, *, seed: int = 0) -> Manifest:
+    """Write the fit set: a seeded subset of `train_proteins` sequences of the fit FASTA (length-filtered).
+
+    `cfg`: a FitSetConfig or any config holding its fields (DistillConfig); `inputs`: fitset_inputs(cfg).
+    The subset is the package's one seeded subset (rd_interp.io.split.seeded_subset, keyed by id), so the
+    same FASTA and seed give the same fit set in every process.
+    """
+    t0 = time.perf_counter()
+    fc = fitset_config(cfg)
+    fc.validate()
+    d = claim_dir(out_dir, FITSET_STAGE, FITSET_OUTPUTS)
+    path = fit_fasta(fc)
+    records = list(read_fasta(path))
+    n_input = len(records)
+    records = [r for r in records if fc.fit_min_length <= len(r.sequence) <= fc.fit_max_length]
+    if not records:
+        raise ValueError(f"{path}: no sequences with length in {fc.fit_min_length}..{fc.fit_max_length} "
+                         "(distill.fit_min_length/fit_max_length)")
+    n_length_ok = len(records)
+    if fc.train_proteins and len(records) > fc.train_proteins:
+        keep = set(seeded_subset([r.id for r in records], fc.train_proteins, seed).tolist())
+        records = [r for i, r in enumerate(records) if i in keep]
+    write_fasta(d / "proteins.fasta", records)
+    result = {"source": fc.fasta, "fasta": path.name, "n_input": n_input, "n_length_ok": n_length_ok,
+              "n_proteins": len(records), "n_residues": int(sum(len(r.sequence) for r in records)),
+              "length_range": [fc.fit_min_length, fc.fit_max_length]}
+    write_json(d / "fitset.json", result)
+    return write_manifest(d, stage=FITSET_STAGE, config=key_dict(fc), inputs=inputs, outputs=FITSET_OUTPUTS,
+                          params={"seed": seed}, result=result, seconds=time.perf_counter() - t0)

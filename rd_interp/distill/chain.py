@@ -167,6 +167,12 @@ class ReverseDistillationChain:
             outs.append(rd)
         return outs
 
+    def transform_blocks(self, blocks: list) -> list:
+        """Every step's output for one aligned row block [H_0, ..., H_K]: rd_1 .. rd_K (chain mode) or the
+        direct jumps [H_0, H_res(0 -> k)]; step k's first k_small columns are its small input."""
+        self._check_fitted()
+        return self._transform_blocks(blocks)
+
     def transform_last(self, blocks: list) -> Any:
         return self._transform_blocks(blocks)[-1]
 

@@ -1,4 +1,4 @@
-"""DistillConfig: how the reverse-distillation chain of a run is fitted."""
+"""DistillConfig: how the reverse-distillation chain of a run is fitted, and on which sequences."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from rd_interp.data.config import FitSetConfig
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
 
 
 @dataclass
-class DistillConfig:
-    """Options of the distill stage. Fields named like ReverseDistillationChain's parameters are passed to it."""
+class DistillConfig(FitSetConfig):
+    """Options of the distill and controls stages. Fields named like ReverseDistillationChain's parameters
+    are passed to it; the fit-set options (fasta, train_proteins, fit lengths) come from FitSetConfig."""
 
     regressor: Literal["pcr", "linear", "ridge"] = opt(
-        "pcr", "pcr: Johnstone-selected PCs of H_small (the reference's default); linear: OLS on all of "
-               "H_small (exactly orthogonal blocks); ridge")
+        "pcr", "pcr: Johnstone-selected PCs of H_small (the reference's default; leaves part of H_res linearly "
+               "predictable from H_small); linear: OLS on all of H_small (blocks exactly orthogonal on the fit "
+               "rows, for interpretability runs); ridge")
     sigma_sq: float | None = opt(None, "noise variance for the Johnstone threshold (default: estimated as the "
                                        "reference does)")
     alpha: float = opt(1.0, "ridge penalty (regressor = ridge)")
@@ -24,13 +27,10 @@ class DistillConfig:
                                               "this explained variance")
     mode: Literal["chain", "direct"] = opt("chain", "chain: each step starts from the previous rd embedding; "
                                                     "direct: every step from the smallest model")
-    train_proteins: int = opt(1000, "proteins the chain is fitted on (seeded subset; the paper uses ~1,000; "
-                                    "0 = all); every protein is transformed")
     chunk_rows: int = opt(65536, "rows per streamed block")
 
     def validate(self) -> None:
-        if self.train_proteins != 0 and self.train_proteins < 10:
-            raise ConfigError(f"distill.train_proteins must be 0 (all) or >= 10, got {self.train_proteins}")
+        super().validate()
         if self.sigma_sq is not None and not 0 < self.sigma_sq < math.inf:
             raise ConfigError(f"distill.sigma_sq must be a finite number > 0 when given, got {self.sigma_sq}")
         if not 0 < self.alpha < math.inf:

@@ -90,8 +90,11 @@ def _store_identity(store: Any) -> dict:
 
 def transform_stores(fn: Callable[[list], Any], stores: Sequence[Any], out_path: str | os.PathLike, *, dim: int,
                      model: str, fingerprint: str, dtype: str | None = None, chunk_rows: int = 65536,
-                     progress: bool = False, shard_rows: int = 1 << 20, blocks: dict | None = None) -> Any:
+                     progress: bool = False, shard_rows: int = 1 << 20, blocks: dict | None = None,
+                     kind: str = "reverse_distillation") -> Any:
     """Write fn(blocks) for aligned protein-complete blocks of `stores` into a new store.
+
+    `kind` is recorded in the store's manifest (reverse_distillation, or a control space's name).
 
     Resumable: proteins already committed to `out_path` are skipped; a store made by a different model
     or from different inputs is refused (StoreWriter compares manifests).
@@ -101,7 +104,7 @@ def transform_stores(fn: Callable[[list], Any], stores: Sequence[Any], out_path:
     dtype = dtype or str(ref.dtype)
     manifest = {
         "model": model,
-        "kind": "reverse_distillation",
+        "kind": kind,
         "distiller_fingerprint": fingerprint,
         "inputs": [_store_identity(s) for s in stores],
     }

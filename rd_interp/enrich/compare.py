@@ -1,13 +1,17 @@
-"""Comparing embedding spaces over several SAE seeds: mean, spread, bootstrap CI, rank tests.
+"""Comparing embedding spaces over a few SAE seeds, soundly.
 
-One SAE seed is one draw; a claim like "the residual block captures more specific terms" needs the
-spread over seeds (seed_stats / compare_seeds) and a test on the pooled specificity distributions
-of the captured terms (rank_test / compare_specificity). Bootstraps are seeded so reports reproduce.
+One SAE seed is one draw: every interval and test here works on per-seed summaries (one number per SAE),
+never on terms pooled over seeds (the same term counted once per seed is not an independent
+observation). Intervals are Student t intervals (n - 1 degrees of freedom); with fewer than 3 seeds only
+the range is given, which is labelled as such. Differences between two spaces: the difference of means
+with a Welch interval, Welch's t test, and the exact permutation test over seed labels (every relabelling
+of the seeds enumerated: with 3 + 3 seeds the smallest possible two-sided p is 0.1, which the report says).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
@@ -15,138 +19,84 @@ from scipy import stats
 from rd_interp.enrich.result import EnrichmentResult
 
 
-def _get(path: str) -> Callable[[dict], float]:
-    def f(s: dict):
-        v = s
-        for part in path.split("."):
-            v = v[part]
-        return v
-
-    return f
-
-
-# metric name -> path in EnrichmentResult.summary()
-METRICS: dict[str, str] = {
-    "n_terms_total": "n_terms_captured.total",
-    "n_terms_BP": "n_terms_captured.BP",
-    "n_terms_MF": "n_terms_captured.MF",
-    "n_terms_CC": "n_terms_captured.CC",
-    "fraction_latents_capturing": "fraction_latents_capturing",
-    "n_latents_capturing": "n_latents_capturing",
-    "terms_per_latent_mean": "terms_per_latent.mean",
-    "ic_mean": "specificity_terms.ic_mean",
-    "depth_mean": "specificity_terms.depth_mean",
-    "level_mean": "specificity_terms.level_mean",
-    "fraction_general": "specificity_terms.fraction_general",
-}
-
-
-def bootstrap_ci(values, *, n_boot: int = 10000, ci: float = 0.95, seed: int = 0,
-                 stat: Callable[[np.ndarray], float] = np.mean) -> tuple[float, float]:
-    """Percentile bootstrap CI of `stat` (seeded; numpy PCG64)."""
-    x = np.asarray(values, dtype=np.float64)
+def seed_interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean, sd and the interval of a per-seed summary: 't' (n >= 3), 'range' (n == 2) or 'none' (n == 1)."""
+    x = np.asarray([v for v in values if v is not None], dtype=np.float64)
     x = x[np.isfinite(x)]
-    if x.size == 0:
-        return (float("nan"), float("nan"))
-    if x.size == 1:
-        return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    boots = np.apply_along_axis(stat, 1, x[idx]) if stat is not np.mean else x[idx].mean(axis=1)
-    a = (1.0 - ci) / 2.0
-    return (float(np.quantile(boots, a)), float(np.quantile(boots, 1.0 - a)))
+    n = int(x.size)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "lo": None, "hi": None, "method": "none"}
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else 0.0
+    if n >= 3:
+        half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
+        return {"n": n, "mean": mean, "sd": sd, "lo": mean - half, "hi": mean + half, "method": "t",
+                "level": level}
+    if n == 2:
+        return {"n": n, "mean": mean, "sd": sd, "lo": float(x.min()), "hi": float(x.max()), "method": "range"}
+    return {"n": n, "mean": mean, "sd": sd, "lo": None, "hi": None, "method": "none"}
 
 
-def seed_stats(values, *, n_boot: int = 10000, ci: float = 0.95, seed: int = 0) -> dict:
-    """n, mean, sd (ddof=1), bootstrap CI of the mean, and the values themselves."""
-    x = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    ok = x[np.isfinite(x)]
-    lo, hi = bootstrap_ci(ok, n_boot=n_boot, ci=ci, seed=seed)
-    return {
-        "n": int(ok.size),
-        "mean": float(ok.mean()) if ok.size else None,
-        "sd": float(ok.std(ddof=1)) if ok.size > 1 else (0.0 if ok.size == 1 else None),
-        "ci": [lo, hi] if ok.size else None,
-        "ci_level": ci,
-        "values": [None if not np.isfinite(v) else float(v) for v in x],
-    }
-
-
-def compare_seeds(summaries: Mapping[str, Sequence[dict]], metrics: Sequence[str] | None = None, *,
-                  n_boot: int = 10000, ci: float = 0.95, seed: int = 0) -> dict:
-    """{space: [summary per SAE seed]} -> {space: {metric: seed_stats}} plus pairwise mean differences
-    with a bootstrap CI (resampling seeds within each space independently)."""
-    metrics = list(metrics or METRICS)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-    vals = {space: {m: np.asarray([_safe(_get(METRICS[m]), s) for s in sums], dtype=np.float64)
-                    for m in metrics} for space, sums in summaries.items()}
-    out: dict = {"spaces": {space: {m: seed_stats(v, n_boot=n_boot, ci=ci, seed=seed) for m, v in d.items()}
-                            for space, d in vals.items()}, "differences": {}}
-    spaces = list(summaries)
-    for i, a in enumerate(spaces):
-        for b in spaces[i + 1:]:
-            diff = {}
-            for m in metrics:
-                xa, xb = vals[a][m], vals[b][m]
-                xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
-                if xa.size == 0 or xb.size == 0:
-                    diff[m] = None
-                    continue
-                rng = np.random.default_rng(seed)
-                ba = xa[rng.integers(0, xa.size, (n_boot, xa.size))].mean(axis=1)
-                bb = xb[rng.integers(0, xb.size, (n_boot, xb.size))].mean(axis=1)
-                d = ba - bb
-                q = (1.0 - ci) / 2.0
-                diff[m] = {"mean_diff": float(xa.mean() - xb.mean()),
-                           "ci": [float(np.quantile(d, q)), float(np.quantile(d, 1 - q))]}
-            out["differences"][f"{a} - {b}"] = diff
-    return out
-
-
-def _safe(f, s):
-    try:
-        v = f(s)
-    except (KeyError, TypeError):
-        return np.nan
-    return np.nan if v is None else v
-
-
-def rank_test(a, b, *, alternative: str = "two-sided") -> dict:
-    """Mann-Whitney U on two samples (e.g. IC of captured terms in two spaces) with the rank-biserial
-    effect size r = 2 U_a / (n_a n_b) - 1 (> 0: a tends to be larger)."""
-    xa = np.asarray(a, dtype=np.float64)
-    xb = np.asarray(b, dtype=np.float64)
-    xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
-    out = {"n_a": int(xa.size), "n_b": int(xb.size),
-           "median_a": float(np.median(xa)) if xa.size else None,
-           "median_b": float(np.median(xb)) if xb.size else None,
-           "test": "Mann-Whitney U (scipy.stats.mannwhitneyu)", "alternative": alternative}
-    if xa.size == 0 or xb.size == 0:
-        out.update(u=None, p=None, rank_biserial=None)
+def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """Difference of means a - b with its Welch-Satterthwaite interval, Welch's t and two-sided p."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(xa.mean() - xb.mean())
+    out = {"diff": diff, "lo": None, "hi": None, "df": None, "t": None, "p": None,
+           "relative": diff / float(xb.mean()) if xb.mean() else None}
+    if xa.size < 2 or xb.size < 2:
         return out
-    res = stats.mannwhitneyu(xa, xb, alternative=alternative)
-    out.update(u=float(res.statistic), p=float(res.pvalue),
-               rank_biserial=float(2.0 * res.statistic / (xa.size * xb.size) - 1.0))
+    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        out.update(lo=diff, hi=diff, p=1.0 if diff == 0 else 0.0)
+        return out
+    df = float((va + vb) ** 2 / (va ** 2 / (xa.size - 1) + vb ** 2 / (xb.size - 1)))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
+    t = diff / se
+    out.update(lo=diff - half, hi=diff + half, df=df, t=t, p=float(2 * stats.t.sf(abs(t), df)))
     return out
 
 
-def captured_values(results: Sequence[EnrichmentResult], field: str = "ic", *, distinct: bool = True) -> np.ndarray:
-    """Pool a specificity field of captured terms over seeds (distinct terms per result by default)."""
+def seed_permutation_p(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Exact two-sided permutation test of the difference of means over every relabelling of the seeds."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pooled = np.concatenate([xa, xb])
+    na, n = xa.size, pooled.size
+    observed = abs(xa.mean() - xb.mean())
+    diffs = []
+    for idx in itertools.combinations(range(n), na):
+        mask = np.zeros(n, bool)
+        mask[list(idx)] = True
+        diffs.append(abs(pooled[mask].mean() - pooled[~mask].mean()))
+    diffs = np.asarray(diffs)
+    # smallest p any data could give with these group sizes (distinct values): the observed split and, with
+    # equal group sizes, its mirror image are the only relabellings as extreme
+    min_p = (2.0 if na == n - na else 1.0) / diffs.size
+    return {"p": float(np.mean(diffs >= observed - 1e-12 * max(1.0, observed))), "n_relabellings": int(diffs.size),
+            "min_p": float(min(1.0, min_p))}
+
+
+def compare_groups(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict:
+    """Welch difference (interval, t, p) and the exact seed-label permutation p of two per-seed samples."""
+    out = welch(a, b, level)
+    perm = seed_permutation_p(a, b)
+    out.update(p_permutation=perm["p"], n_relabellings=perm["n_relabellings"], min_p_permutation=perm["min_p"],
+               n_a=len(a), n_b=len(b), level=level)
+    return out
+
+
+def captured_values(results: Sequence[EnrichmentResult], field: str = "ic", *, distinct: bool = True,
+                    nonredundant: bool = False) -> np.ndarray:
+    """A specificity field of captured terms, pooled over seeds: for distribution figures only, never for
+    tests (pooled terms are not independent draws)."""
     if field not in ("ic", "depth", "level"):
         raise ValueError(f"field must be 'ic', 'depth' or 'level', got {field!r}")
     vals = []
     for r in results:
         cap = r.captured()
+        if nonredundant and "most_specific" in cap.columns:
+            cap = cap[cap["most_specific"]]
         if distinct:
             cap = cap.drop_duplicates("go_id")
         vals.append(cap[field].to_numpy(dtype=np.float64))
     return np.concatenate(vals) if vals else np.zeros(0)
-
-
-def compare_specificity(results_a: Sequence[EnrichmentResult], results_b: Sequence[EnrichmentResult], *,
-                        fields: Sequence[str] = ("ic", "depth"), distinct: bool = True) -> dict:
-    """Rank tests of captured-term IC/depth between two spaces (each a list of per-seed results)."""
-    return {f: rank_test(captured_values(results_a, f, distinct=distinct),
-                         captured_values(results_b, f, distinct=distinct)) for f in fields}

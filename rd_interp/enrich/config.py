@@ -26,17 +26,23 @@ class EnrichConfig(StudySetConfig):
     alternative: Literal["greater", "two-sided", "less"] = opt(
         "greater", "Fisher alternative; 'greater' = over-representation (goatools' default is two-sided)")
     correction: Literal["per_latent", "global"] = opt(
-        "per_latent", "BH family: per_latent = per latent per namespace (goatools GOEnrichmentStudyNS); "
-                      "global = across all latents x terms of the SAE, which 'captured' then uses (stricter)")
+        "global", "BH family for 'captured': global = per namespace across all latents x terms of the SAE (one "
+                  "family per SAE, what a comparison between SAEs needs); per_latent = per latent per namespace, "
+                  "as goatools' GOEnrichmentStudyNS (the p_adj column always holds this one)")
     relationships: tuple[str, ...] = opt(("part_of",), "relationships propagated besides is_a (goatools)")
     background: Literal["namespace", "annotated", "all"] = opt(
         "namespace", "population per namespace: proteins annotated in it | annotated at all | all proteins")
     namespaces: tuple[str, ...] = opt(NAMESPACES, "GO namespaces tested")
     table: Literal["significant", "hits"] = opt("significant", "rows kept: p_adj < alpha, or every study count >= 1")
     information_content: bool = opt(True, "IC column via goatools TermCounts (~5 s once per analysis set)")
-    base_share_hi: float = opt(0.8, "decoder share on the base block >= this: base-dominated latent")
-    base_share_lo: float = opt(0.2, "decoder share on the base block <= this: residual-dominated latent")
-    null_control: bool = opt(True, "also enrich with permuted protein -> annotation labels (null control)")
+    stratum_margin: float = opt(0.5, "attribution strata of rd-space latents: relative decoder share on the base "
+                                     "block >= this is base-dominated, <= -this residual-dominated (0 = the share "
+                                     "of an evenly spread direction)")
+    n_permutations: int = opt(100, "label permutations of the null distribution (0: no null)")
+    null_strata: Literal["length", "none"] = opt(
+        "length", "permute protein -> annotation labels within protein-length bins (length) or freely (none)")
+    null_length_bins: int = opt(10, "protein-length quantile bins of the length-stratified null")
+    null_seed: int = opt(0, "seed of the permutations (the SAE's seed is added, so SAEs get different draws)")
 
     def validate(self) -> None:
         super().validate()
@@ -57,9 +63,12 @@ class EnrichConfig(StudySetConfig):
         bad = [ns for ns in self.namespaces if ns not in NAMESPACES]
         if bad or not self.namespaces:
             raise ConfigError(f"enrich.namespaces must be a non-empty subset of {NAMESPACES}, got {self.namespaces}")
-        if not 0.0 <= self.base_share_lo < self.base_share_hi <= 1.0:
-            raise ConfigError("enrich needs 0 <= base_share_lo < base_share_hi <= 1, "
-                              f"got {self.base_share_lo}, {self.base_share_hi}")
+        if not 0.0 < self.stratum_margin < 1.0:
+            raise ConfigError(f"enrich.stratum_margin must be in (0, 1), got {self.stratum_margin}")
+        if self.n_permutations < 0:
+            raise ConfigError(f"enrich.n_permutations must be >= 0, got {self.n_permutations}")
+        if self.null_length_bins < 1:
+            raise ConfigError(f"enrich.null_length_bins must be >= 1, got {self.null_length_bins}")
 
     @property
     def global_bh(self) -> bool:

@@ -39,6 +39,11 @@ def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: 
     counts = per_lat.reindex(latents.loc[tested, "latent"].to_numpy(), fill_value=0).to_numpy()
     n_cap = int((counts > 0).sum())
     distinct = cap.drop_duplicates("go_id") if not cap.empty else cap
+    spec = cap[cap["most_specific"]] if "most_specific" in cap.columns and not cap.empty else cap.iloc[:0]
+    distinct_spec = spec.drop_duplicates("go_id") if not spec.empty else spec
+    padj = "p_adj_global" if "p_adj_global" in cap.columns else "p_adj"
+    best = (cap.sort_values(["latent", padj, "p", "go_id"], kind="stable").groupby("latent").head(1)
+            if not cap.empty else cap)
     out = {
         "n_latents": n_lat,
         "n_latents_tested": n_tested,
@@ -49,7 +54,14 @@ def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: 
                for ns in namespaces},
             "total": int(cap["go_id"].nunique()) if not cap.empty else 0,
         },
+        "n_terms_nonredundant": {
+            **{ns: int(spec.loc[spec["namespace"] == ns, "go_id"].nunique()) if not spec.empty else 0
+               for ns in namespaces},
+            "total": int(spec["go_id"].nunique()) if not spec.empty else 0,
+        },
+        "n_best_terms": int(best["go_id"].nunique()) if not best.empty else 0,
         "n_latent_term_pairs": len(cap),
+        "n_latent_term_pairs_nonredundant": len(spec),
         "terms_per_latent": {
             "mean": float(counts.mean()) if counts.size else 0.0,
             "median": float(np.median(counts)) if counts.size else 0.0,
@@ -58,11 +70,15 @@ def _block(cap: pd.DataFrame, latents: pd.DataFrame, namespaces, general_level: 
         },
         "specificity_terms": _spec_stats(distinct, general_level),
         "specificity_pairs": _spec_stats(cap, general_level),
+        "specificity_nonredundant": _spec_stats(distinct_spec, general_level),
         "per_namespace": {
             ns: {
                 "n_latents_capturing": int(cap.loc[cap["namespace"] == ns, "latent"].nunique()) if not cap.empty else 0,
                 "specificity_terms": _spec_stats(
                     distinct[distinct["namespace"] == ns] if not distinct.empty else distinct, general_level),
+                "specificity_nonredundant": _spec_stats(
+                    distinct_spec[distinct_spec["namespace"] == ns] if not distinct_spec.empty else distinct_spec,
+                    general_level),
             }
             for ns in namespaces
         },
@@ -77,20 +93,35 @@ def _tested_mask(latents: pd.DataFrame, namespaces) -> np.ndarray:
     return (latents[cols].to_numpy() > 0).any(axis=1)
 
 
-def strata(decoder_share, hi: float = 0.8, lo: float = 0.2) -> np.ndarray:
-    """'base' (share >= hi), 'residual' (share <= lo) or 'mixed' per latent."""
+def relative_share(decoder_share, base_fraction: float) -> np.ndarray:
+    """Decoder share on the base block relative to the base block's share of the input dimensions.
+
+    0 = the share a direction spread evenly over the input dimensions has (base_fraction); +1 = entirely on
+    the base block; -1 = entirely on the residual block: r = (s - f) / (1 - f) when s >= f, else (s - f) / f.
+    Fixed absolute cut-offs (0.8 / 0.2) put almost every latent of a space whose base block holds 2/3 of
+    the dimensions in "mixed"; the relative scale puts both blocks on an equal footing.
+    """
     share = np.asarray(decoder_share, dtype=np.float64)
     if share.ndim != 1:
         raise ValueError(f"decoder_share must be 1-D (one value per latent), got shape {share.shape}")
     if not np.isfinite(share).all() or (share < 0).any() or (share > 1).any():
         raise ValueError("decoder_share values must lie in [0, 1]")
-    out = np.full(share.shape, "mixed", dtype=object)
-    out[share >= hi] = "base"
-    out[share <= lo] = "residual"
+    f = float(base_fraction)
+    if not 0 < f < 1:
+        raise ValueError(f"base_fraction must be in (0, 1), got {f}")
+    return np.where(share >= f, (share - f) / (1 - f), (share - f) / f)
+
+
+def strata(decoder_share, base_fraction: float, margin: float = 0.5) -> np.ndarray:
+    """'base' (relative share >= margin), 'residual' (<= -margin) or 'mixed' per latent (see relative_share)."""
+    r = relative_share(decoder_share, base_fraction)
+    out = np.full(r.shape, "mixed", dtype=object)
+    out[r >= margin] = "base"
+    out[r <= -margin] = "residual"
     return out
 
 
-def coverage_summary(result, *, decoder_share=None) -> dict:
+def coverage_summary(result, *, decoder_share=None, base_fraction: float | None = None) -> dict:
     """Coverage and specificity of an EnrichmentResult (any object with captured(), latents, config, meta)."""
     cfg = result.config
     namespaces = list(cfg.get("namespaces", ("BP", "MF", "CC")))
@@ -110,18 +141,25 @@ def coverage_summary(result, *, decoder_share=None) -> dict:
         **_block(cap, result.latents, namespaces, general_level),
     }
     if decoder_share is not None:
+        if base_fraction is None:
+            raise ValueError("decoder_share needs base_fraction (the base block's share of the input dimensions)")
         share = np.asarray(decoder_share, dtype=np.float64)
         lat = result.latents["latent"].to_numpy()
         if share.size <= lat.max(initial=-1):
             raise ValueError(f"decoder_share has {share.size} values but latent ids go up to {lat.max()}")
-        lab = strata(share, cfg.get("base_share_hi", 0.8), cfg.get("base_share_lo", 0.2))[lat]
+        margin = float(cfg.get("stratum_margin", 0.5))
+        lab = strata(share, base_fraction, margin)[lat]
         sub = {}
         for s in STRATA:
             ids = set(lat[lab == s].tolist())
             sub[s] = _block(cap[cap["latent"].isin(ids)], result.latents[lab == s], namespaces, general_level)
         out["subspace"] = {
-            "thresholds": {"base_share_hi": cfg.get("base_share_hi", 0.8),
-                           "base_share_lo": cfg.get("base_share_lo", 0.2)},
+            "base_fraction": float(base_fraction),
+            "stratum_margin": margin,
+            "definition": "relative share r = (s - f)/(1 - f) if s >= f else (s - f)/f, with s the latent's "
+                          "decoder share on the base block and f the base block's share of the input "
+                          f"dimensions ({base_fraction:.3f}); base-dominated r >= {margin}, residual-dominated "
+                          f"r <= -{margin}, else mixed",
             "decoder_share_mean": float(share[lat].mean()) if lat.size else None,
             **sub,
         }

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from rd_interp.enrich.activations import StudySetConfig, StudySetInfo, study_sets
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.fisher import bh, bh_with_ones, fisher_pvalues, maybe_below
+from rd_interp.enrich.fisher import TableMemo, bh, bh_with_ones, fisher_pvalues, maybe_below
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.enrich.termmatrix import NS_CODE, TermMatrix
 from rd_interp.io.options import subset
@@ -57,6 +57,9 @@ class GOEnricher:
             relationships=self.cfg.relationships, background=self.cfg.background,
         )
         self.godag = self.terms.godag
+        self._matrix_t = self.terms.matrix.T.tocsr()
+        self._pop_t = sp.csr_matrix(self.terms.pop_masks.T.astype(np.int32))
+        self._memos: dict[tuple, TableMemo] = {}
         self._ic: dict[str, float] | None = None
         self._termcounts = None
 
@@ -87,6 +90,8 @@ class GOEnricher:
         new = GOEnricher.__new__(GOEnricher)
         new.__dict__.update(self.__dict__)
         new.terms = self.terms.permuted(perm)
+        new._matrix_t = new.terms.matrix.T.tocsr()
+        new._pop_t = sp.csr_matrix(new.terms.pop_masks.T.astype(np.int32))
         # Term frequencies are invariant under permuting whole annotation sets, so IC is shared.
         return new
 
@@ -113,34 +118,30 @@ class GOEnricher:
         return out
 
     # ---------------------------------------------------------------- the test
-    def run(self, indicator, info: StudySetInfo | None = None, *, latent_ids=None, rows: str | None = None):
-        """Enrichment of every latent's study set. indicator: [n_proteins, n_latents] sparse/bool.
+    def _memo(self, j: int, kind: str) -> TableMemo:
+        """Per-namespace memo of p-values / lower bounds, shared by permuted copies (the null reuses it)."""
+        key = (j, kind, self.cfg.alternative)
+        if key not in self._memos:
+            self._memos[key] = TableMemo()
+        return self._memos[key]
 
-        rows overrides cfg.table: "significant", "hits" (study_count >= 1) or "all" (every tested term,
-        as goatools' run_study lists them; memory grows with latents x terms, so for a few latents).
+    def _test(self, S: sp.csc_matrix, rows: str):
+        """The statistics: (cols, study_n [n_ns, n_latents], tested latents per ns, tests per ns).
+
+        cols: lat, term (column within its namespace block), k, n, p, p_adj (BH per latent per namespace)
+        and ns (block index), plus p_adj_global (BH per namespace over all latents x terms) with the
+        global correction. Rows as `rows` selects; every value reported is exact. rows="captured" (the
+        null distribution's mode) keeps only rows that can be captured and computes only the correction
+        in use: rows with study count < min_study_count or fold <= 1 are dropped first, and the screen is
+        alpha x (hits / tests) of the family, below which no row of the family can be significant.
         """
-        t0 = time.perf_counter()
         cfg = self.cfg
-        rows = rows or cfg.table
-        if rows not in ("significant", "hits", "all"):
-            raise ValueError(f"rows must be 'significant', 'hits' or 'all', got {rows!r}")
-        S = sp.csc_matrix(indicator).astype(np.int32)
-        if S.shape[0] != self.terms.n_proteins:
-            raise ValueError(
-                f"study indicator has {S.shape[0]} rows but the analysis set has {self.terms.n_proteins} proteins"
-            )
         n_lat = S.shape[1]
-        latent_ids = np.arange(n_lat) if latent_ids is None else np.asarray(latent_ids)
-        if latent_ids.size != n_lat:
-            raise ValueError(f"{latent_ids.size} latent ids for {n_lat} study-set columns")
-        counts = (self.terms.matrix.T.tocsr() @ S).tocoo()          # [n_cols, n_latents] study counts
-        study_n = np.asarray((sp.csr_matrix(self.terms.pop_masks.T.astype(np.int32)) @ S).todense())
-        study_n = study_n.astype(np.int64)                            # [n_ns, n_latents]
-
+        counts = (self._matrix_t @ S).tocoo()                           # [n_cols, n_latents] study counts
+        study_n = np.asarray((self._pop_t @ S).todense()).astype(np.int64)  # [n_ns, n_latents]
         parts = []
         fam_rows = []      # per (ns) arrays for global BH
-        m_global = 0
-        m_global_all = sum(int((study_n[j] > 0).sum()) * b.n_terms for j, b in enumerate(self.terms.blocks.values()))
+        m_by_ns: dict[int, int] = {}
         tested = {}
         for j, (ns, blk) in enumerate(self.terms.blocks.items()):
             lo, hi = blk.col_start, blk.col_start + blk.n_terms
@@ -153,10 +154,28 @@ class GOEnricher:
             tested[ns] = lat_tested
             N = blk.pop_n
             m = blk.n_terms
-            m_global += lat_tested.size * m
+            m_by_ns[j] = int(lat_tested.size * m)
             if lat_tested.size == 0 or m == 0:
                 continue
             K = blk.pop_count
+            if rows == "captured":  # p(study count 0) == 1 under "greater": such rows can never be captured
+                if cfg.alternative != "greater":
+                    raise ValueError("the null distribution's fast path needs alternative='greater'")
+                r_fam = np.bincount(lat, minlength=n_lat)
+                r_all = lat.size
+                ok = (k >= cfg.min_study_count) & (k * N > K[term] * n_ns[lat])
+                t_fam = (np.full(lat.size, cfg.alpha * r_all / float(max(m_by_ns[j], 1))) if cfg.global_bh
+                         else cfg.alpha * r_fam[lat] / float(m))
+                lat, term, k, t_fam = lat[ok], term[ok], k[ok], t_fam[ok]
+                need = maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4), memo=self._memo(j, "lb"))
+                lat, term, k = lat[need], term[need], k[need]
+                p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, memo=self._memo(j, "p"))
+                part = {"lat": lat, "term": term, "k": k, "n": n_ns[lat], "p": p,
+                        "p_adj": p if cfg.global_bh else _bh_by_family(lat, p, m)}
+                fam_rows.append((j, part, None))
+                part["ns"] = np.full(lat.size, j, dtype=np.int64)
+                parts.append(part)
+                continue
             n_u = np.unique(n_ns[lat_tested])
             K_u, K_inv = np.unique(K, return_inverse=True)
             # p of a study-count-0 table for every (n, K) pair that can occur (n <= N - K)
@@ -169,27 +188,23 @@ class GOEnricher:
             p0 = np.ones(nn.shape, dtype=np.float64)
             p0[can] = fisher_pvalues(0, nn[can], KK[can], N, cfg.alternative, screen=screen)
             fast = cfg.alternative == "greater" and bool((p0 == 1.0).all()) and rows != "all"
-            if fast and rows == "significant" and cfg.alternative == "greater" and k.size:
+            if fast and rows == "significant" and k.size:
                 # Skip exact evaluation of tables whose p certainly cannot matter (lower bound, 1e-4 margin).
                 # Per family of m terms with r hits, a p >= alpha*r/m has every BH ratio p*m/j >= alpha
                 # (j <= r), so it can neither be significant nor lower another term's p_adj below alpha;
-                # those rows are not reported. With global BH, p >= max(r/m, R/M) gives p_adj == 1 in
-                # both corrections, so every value computed stays exact.
+                # those rows are not reported. With the global family of this namespace (M tests, R hits),
+                # p >= max(r/m, R/M) gives p_adj == 1 in both corrections, so every value computed stays exact.
                 r_fam = np.bincount(lat, minlength=n_lat)
                 if cfg.global_bh:
-                    t_fam = np.maximum(r_fam[lat] / float(m), counts.nnz / float(max(m_global_all, 1)))
+                    t_fam = np.maximum(r_fam[lat] / float(m), lat.size / float(max(m_by_ns[j], 1)))
                 else:
                     t_fam = cfg.alpha * r_fam[lat] / float(m)
-                need = maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4))
+                need = maybe_below(k, n_ns[lat], K[term], N, t_fam * (1.0 + 1e-4), memo=self._memo(j, "lb"))
                 lat, term, k = lat[need], term[need], k[need]
-            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, screen=None if fast else screen)
+            p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, screen=None if fast else screen,
+                               memo=self._memo(j, "p") if fast else None)
             if fast:
-                p_adj = np.empty_like(p)
-                order = np.lexsort((p, lat))
-                bounds = np.flatnonzero(np.diff(lat[order])) + 1
-                for seg in np.split(order, bounds):
-                    if seg.size:
-                        p_adj[seg] = bh_with_ones(p[seg], m)
+                p_adj = _bh_by_family(lat, p, m)
                 part = {"lat": lat, "term": term, "k": k, "n": n_ns[lat], "p": p, "p_adj": p_adj}
                 fam_rows.append((j, part, None))
             else:
@@ -201,7 +216,78 @@ class GOEnricher:
         cols = {key: np.concatenate([pt[key] for pt in parts]) if parts else np.zeros(0)
                 for key in ("lat", "term", "k", "n", "p", "p_adj", "ns")}
         if cfg.global_bh:
-            cols["p_adj_global"] = self._global_bh(fam_rows, m_global)
+            cols["p_adj_global"] = self._global_bh(fam_rows, m_by_ns)
+        return cols, study_n, tested, m_by_ns
+
+    def _indicator(self, indicator) -> sp.csc_matrix:
+        S = sp.csc_matrix(indicator).astype(np.int32)
+        if S.shape[0] != self.terms.n_proteins:
+            raise ValueError(
+                f"study indicator has {S.shape[0]} rows but the analysis set has {self.terms.n_proteins} proteins"
+            )
+        return S
+
+    def captured(self, cols: dict) -> np.ndarray:
+        """'Captured' rows: corrected p < alpha, study count >= min_study_count, over-represented (fold > 1)."""
+        cfg = self.cfg
+        if cols["k"].size == 0:
+            return np.zeros(0, dtype=bool)
+        blocks = list(self.terms.blocks.values())
+        ns = cols["ns"].astype(np.int64)
+        K = np.zeros(ns.size, np.int64)
+        N = np.zeros(ns.size, np.int64)
+        for j, blk in enumerate(blocks):
+            sel = ns == j
+            K[sel] = blk.pop_count[cols["term"][sel].astype(np.int64)]
+            N[sel] = blk.pop_n
+        k, n = cols["k"].astype(np.int64), cols["n"].astype(np.int64)
+        p_cap = cols["p_adj_global"] if cfg.global_bh else cols["p_adj"]
+        return (p_cap < cfg.alpha) & (k >= cfg.min_study_count) & (k * N > K * n)
+
+    def _go_index(self, cols: dict) -> np.ndarray:
+        blocks = list(self.terms.blocks.values())
+        starts = np.array([b.col_start for b in blocks], dtype=np.int64)
+        return self.terms.col_term[starts[cols["ns"].astype(np.int64)] + cols["term"].astype(np.int64)]
+
+    def capture_counts(self, cols: dict) -> dict[str, int]:
+        """The coverage numbers of one test: distinct terms (all, most specific), latents, pairs."""
+        cap = self.captured(cols)
+        lat = cols["lat"][cap].astype(np.int64)
+        g = self._go_index(cols)[cap]
+        spec = self.terms.most_specific(lat, g)
+        return {"n_terms": int(np.unique(g).size), "n_terms_nonredundant": int(np.unique(g[spec]).size),
+                "n_latents_capturing": int(np.unique(lat).size), "n_pairs": int(cap.sum()),
+                "n_pairs_nonredundant": int(spec.sum())}
+
+    def null_counts(self, indicator, perms) -> list[dict[str, int]]:
+        """capture_counts under each permutation of protein -> annotation labels (perm[i]: whose labels
+        protein i carries). Permuting the study-set rows by the inverse is the same test with no copy of
+        the propagated matrix; p-values of recurring tables come from the memo."""
+        S = self._indicator(indicator).tocsr()
+        out = []
+        for perm in perms:
+            inv = np.argsort(np.asarray(perm))
+            cols, *_ = self._test(S[inv].tocsc(), "captured")
+            out.append(self.capture_counts(cols))
+        return out
+
+    def run(self, indicator, info: StudySetInfo | None = None, *, latent_ids=None, rows: str | None = None):
+        """Enrichment of every latent's study set. indicator: [n_proteins, n_latents] sparse/bool.
+
+        rows overrides cfg.table: "significant", "hits" (study_count >= 1) or "all" (every tested term,
+        as goatools' run_study lists them; memory grows with latents x terms, so for a few latents).
+        """
+        t0 = time.perf_counter()
+        cfg = self.cfg
+        rows = rows or cfg.table
+        if rows not in ("significant", "hits", "all"):
+            raise ValueError(f"rows must be 'significant', 'hits' or 'all', got {rows!r}")
+        S = self._indicator(indicator)
+        n_lat = S.shape[1]
+        latent_ids = np.arange(n_lat) if latent_ids is None else np.asarray(latent_ids)
+        if latent_ids.size != n_lat:
+            raise ValueError(f"{latent_ids.size} latent ids for {n_lat} study-set columns")
+        cols, study_n, tested, m_by_ns = self._test(S, rows)
         table = self._table(cols, latent_ids, rows)
         elapsed = time.perf_counter() - t0
         meta = {
@@ -210,14 +296,15 @@ class GOEnricher:
             "correction_note": (
                 "p_adj: Benjamini-Hochberg per latent per namespace over every term the namespace's "
                 "population carries (goatools GOEnrichmentStudyNS fdr_bh)"
-                + ("; p_adj_global: BH across all latents x namespaces x terms (used for 'captured')"
-                   if cfg.global_bh else "")
+                + ("; p_adj_global: BH per namespace across all latents x terms of this SAE (used for "
+                   "'captured')" if cfg.global_bh else "")
             ),
             "table_rows": rows,
-            "n_tests_global": int(m_global),
+            "n_tests_global": int(sum(m_by_ns.values())),
             "population": {
-                ns: {"pop_n": b.pop_n, "n_terms_tested": b.n_terms, "n_latents_tested": int(tested.get(ns, []).size)}
-                for ns, b in self.terms.blocks.items()
+                ns: {"pop_n": b.pop_n, "n_terms_tested": b.n_terms, "n_latents_tested": int(tested.get(ns, []).size),
+                     "n_tests": m_by_ns.get(j, 0)}
+                for j, (ns, b) in enumerate(self.terms.blocks.items())
             },
             "relationships": list(cfg.relationships),
             "background": cfg.background,
@@ -266,26 +353,24 @@ class GOEnricher:
             out["p_adj"].append(adj[idx])
         return {key: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for key, v in out.items()}
 
-    def _global_bh(self, fam_rows, m_global: int) -> np.ndarray:
-        """BH over all latents x namespaces x terms; rows not materialised have p == 1 (sparse path)."""
-        ps = [part["p"] for _, part, _ in fam_rows]
-        dense_extra = []
+    def _global_bh(self, fam_rows, m_by_ns: dict[int, int]) -> np.ndarray:
+        """BH per namespace over all latents x terms; rows not materialised have p == 1 (sparse path)."""
+        out = []
         for j, part, dense in fam_rows:
-            if dense is None:
-                continue
-            # add the study-count-0 p-values of the dense families that are not in `part`
-            n_u, p0, K_inv, lat_tested, n_ns = dense
-            n_pos = np.searchsorted(n_u, n_ns)
-            m = K_inv.size
-            for li in lat_tested:
-                have = np.zeros(m, bool)
-                have[part["term"][part["lat"] == li]] = True
-                dense_extra.append(p0[n_pos[li]][K_inv][~have])
-        allp = np.concatenate(ps + dense_extra) if ps or dense_extra else np.zeros(0)
-        n_rows = sum(x.size for x in ps)
-        if allp.size > m_global:
-            raise AssertionError("more p-values than tests")  # pragma: no cover
-        return bh_with_ones(allp, m_global)[:n_rows]
+            extra = []
+            if dense is not None:  # the study-count-0 p-values of a dense family that are not in `part`
+                n_u, p0, K_inv, lat_tested, n_ns = dense
+                n_pos = np.searchsorted(n_u, n_ns)
+                m = K_inv.size
+                for li in lat_tested:
+                    have = np.zeros(m, bool)
+                    have[part["term"][part["lat"] == li]] = True
+                    extra.append(p0[n_pos[li]][K_inv][~have])
+            allp = np.concatenate([part["p"], *extra])
+            if allp.size > m_by_ns[j]:
+                raise AssertionError("more p-values than tests")  # pragma: no cover
+            out.append(bh_with_ones(allp, m_by_ns[j])[:part["p"].size])
+        return np.concatenate(out) if out else np.zeros(0)
 
     def _table(self, cols: dict, latent_ids: np.ndarray, rows: str) -> pd.DataFrame:
         cfg = self.cfg
@@ -347,6 +432,12 @@ class GOEnricher:
         df["term_namespace"] = u_tns[codes]
         enriched = df["fold"].to_numpy() > 1.0
         df["captured"] = (p_adj_cap[idx] < cfg.alpha) & (k >= cfg.min_study_count) & enriched
+        # most specific: captured, and no captured descendant (is_a + relationships) in the same latent
+        cap = df["captured"].to_numpy()
+        g = self._go_index({"ns": cols["ns"][idx], "term": term})
+        spec = np.zeros(len(df), dtype=bool)
+        spec[cap] = self.terms.most_specific(df["latent"].to_numpy()[cap], g[cap])
+        df["most_specific"] = spec
         # rows: latent, namespace run (BP, MF, CC order), p, go_id
         order = np.lexsort((codes, df["p"].to_numpy(), ns_j, df["latent"].to_numpy()))
         df = df.iloc[order].reset_index(drop=True)
@@ -390,3 +481,23 @@ def enrich_latents(
     result = enricher.run(indicator, info)
     result.meta["study_sets"] = {"config": to_dict(subset(StudySetConfig, cfg)), **info.to_dict()}
     return result
+
+
+def _bh_by_family(lat: np.ndarray, p: np.ndarray, m: int) -> np.ndarray:
+    """bh_with_ones(p of one latent, m) for every latent at once: the same arithmetic, bit for bit
+    (ratio p_(j) / (j / m), reverse cumulative minimum within the latent's rows, clipped at 1)."""
+    p_adj = np.empty_like(p)
+    if p.size == 0:
+        return p_adj
+    order = np.lexsort((p, lat))
+    ls, ps = lat[order], p[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ls)) + 1]
+    sizes = np.diff(np.r_[start, ps.size])
+    rank = np.arange(ps.size) - np.repeat(start, sizes) + 1
+    ratio = ps / (rank / float(m))
+    seg = np.repeat(np.arange(start.size), sizes)
+    corr = pd.Series(ratio[::-1]).groupby(seg[::-1], sort=False).cummin().to_numpy()[::-1]
+    corr = corr.copy()
+    corr[corr > 1] = 1
+    p_adj[order] = corr
+    return p_adj

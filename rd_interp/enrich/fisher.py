@@ -142,6 +142,48 @@ def pvalue_lower_bound(k, n, K, N: int, alternative: str) -> np.ndarray:
     return out
 
 
+class TableMemo:
+    """Values of a function of (k, n, K) tables of one population size N, remembered across calls.
+
+    Why: the null distribution re-tests the same study sets against permuted labels ~100 times; the
+    population counts K and the study sizes n do not change, so most (k, n, K) tables recur and their
+    p-values (or p-value lower bounds) need computing once. Keys are the packed int64 tables.
+    """
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.vals = np.empty(0, dtype=np.float64)
+
+    def get(self, keys: np.ndarray, compute) -> np.ndarray:
+        """Values for sorted unique `keys`; `compute(missing_keys)` fills those not seen before."""
+        out = np.empty(keys.size, dtype=np.float64)
+        if self.keys.size:
+            pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
+            hit = self.keys[pos] == keys
+        else:
+            pos, hit = np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
+        out[hit] = self.vals[pos[hit]]
+        if not hit.all():
+            miss = keys[~hit]
+            val = compute(miss)
+            out[~hit] = val
+            allk = np.concatenate([self.keys, miss])
+            order = np.argsort(allk, kind="stable")
+            self.keys, self.vals = allk[order], np.concatenate([self.vals, val])[order]
+        return out
+
+
+def _packable(N: int) -> bool:
+    return (int(N) + 1) ** 3 < np.iinfo(np.int64).max
+
+
+def _unpack(keys: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    base = int(N) + 1
+    uk, rest = np.divmod(keys, base * base)
+    un, uK = np.divmod(rest, base)
+    return uk, un, uK
+
+
 def unique_tables(k: np.ndarray, n: np.ndarray, K: np.ndarray, N: int):
     """Distinct (k, n, K) tables of one population size N -> (uk, un, uK, inverse), via one packed int64 key.
 
@@ -149,35 +191,52 @@ def unique_tables(k: np.ndarray, n: np.ndarray, K: np.ndarray, N: int):
     compared directly (slower, same result).
     """
     base = int(N) + 1
-    if base ** 3 < np.iinfo(np.int64).max:
+    if _packable(N):
         key = (k * base + n) * base + K
         uniq, inverse = np.unique(key, return_inverse=True)
-        uk, rest = np.divmod(uniq, base * base)
-        un, uK = np.divmod(rest, base)
+        uk, un, uK = _unpack(uniq, N)
     else:
         tab, inverse = np.unique(np.stack([k, n, K], axis=1), axis=0, return_inverse=True)
         uk, un, uK = tab[:, 0], tab[:, 1], tab[:, 2]
     return uk, un, uK, inverse.ravel()
 
 
-def maybe_below(k, n, K, N: int, t) -> np.ndarray:
-    """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
-    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
-    uk, un, uK, inverse = unique_tables(k, n, K, N)
+def _lower_bounds(uk, un, uK, N: int) -> np.ndarray:
     lb = np.empty(uk.size)
     step = 1 << 16
     for a in range(0, uk.size, step):
         lb[a:a + step] = upper_tail_lower_bound(uk[a:a + step], un[a:a + step], uK[a:a + step], N)
-    return lb[inverse] * (1.0 - 1e-6) < t
+    return lb
 
 
-def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: float | None = None) -> np.ndarray:
+def _memoised(memo: TableMemo | None, k, n, K, N: int, fn) -> np.ndarray:
+    """fn(uk, un, uK) over the distinct tables, through `memo` when given; values in the input order."""
+    uk, un, uK, inverse = unique_tables(k, n, K, N)
+    if memo is not None and _packable(N):
+        base = int(N) + 1
+        keys = (uk * base + un) * base + uK
+        vals = memo.get(keys, lambda miss: fn(*_unpack(miss, N)))
+    else:
+        vals = fn(uk, un, uK)
+    return vals[inverse]
+
+
+def maybe_below(k, n, K, N: int, t, *, memo: TableMemo | None = None) -> np.ndarray:
+    """True where the "greater" p-value of (k, n, K, N) may be < t (False only when certainly >= t)."""
+    k, n, K = (np.asarray(x, dtype=np.int64) for x in (k, n, K))
+    lb = _memoised(memo, k, n, K, N, lambda a, b, c: _lower_bounds(a, b, c, N))
+    return lb * (1.0 - 1e-6) < t
+
+
+def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: float | None = None,
+                   memo: TableMemo | None = None) -> np.ndarray:
     """Fisher exact p-values for many tables sharing population size N; each distinct table computed once.
 
     k: study count, n: study size, K: population count, N: population size (as goatools'
     calc_pvalue(study_count, study_n, pop_count, pop_n)). Returns float64 with k's shape.
     screen: tables whose p is certainly >= screen (lower bound with a 1e-4 margin) are NOT computed and
     come back as 1.0; every other value is exact. For callers that only need p-values below a threshold.
+    memo: a TableMemo for this N and alternative (exact values only, so not used with `screen`).
     """
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}")
@@ -189,6 +248,8 @@ def fisher_pvalues(k, n, K, N: int, alternative: str = "greater", *, screen: flo
     _check_counts(k, n, K, N)
     if k.size == 0:
         return np.ones(shape, dtype=np.float64)
+    if screen is None:
+        return _memoised(memo, k, n, K, N, lambda a, b, c: _table_pvalues(a, b, c, N, alternative)).reshape(shape)
     uk, un, uK, inverse = unique_tables(k, n, K, N)
     if screen is not None:
         p = np.ones(uk.shape, dtype=np.float64)

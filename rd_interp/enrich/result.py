@@ -17,7 +17,7 @@ _TABLE_DTYPES = {
     "latent": "int64", "go_id": "str", "name": "str", "namespace": "str", "study_count": "int64",
     "study_n": "int64", "pop_count": "int64", "pop_n": "int64", "p": "float64", "p_adj": "float64",
     "fold": "float64", "level": "int64", "depth": "int64", "ic": "float64", "p_adj_global": "float64",
-    "term_namespace": "str", "captured": "bool",
+    "term_namespace": "str", "captured": "bool", "most_specific": "bool",
 }
 
 
@@ -68,15 +68,16 @@ class EnrichmentResult:
         })
         return out.reset_index(drop=True)
 
-    def summary(self, decoder_share=None) -> dict:
-        """Coverage and specificity (JSON-able). decoder_share: per-latent share of decoder norm on the base prefix."""
-        return coverage_summary(self, decoder_share=decoder_share)
+    def summary(self, decoder_share=None, base_fraction: float | None = None) -> dict:
+        """Coverage and specificity (JSON-able). decoder_share: per-latent share of decoder norm on the base
+        block, base_fraction: that block's share of the input dimensions (for the attribution strata)."""
+        return coverage_summary(self, decoder_share=decoder_share, base_fraction=base_fraction)
 
     def for_latent(self, latent: int) -> pd.DataFrame:
         return self.table[self.table["latent"] == latent].reset_index(drop=True)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, out_dir: str | Path, *, decoder_share=None) -> dict[str, Path]:
+    def save(self, out_dir: str | Path, *, decoder_share=None, base_fraction: float | None = None) -> dict[str, Path]:
         """Write table.tsv (+ table.parquet when pyarrow is importable), latents.tsv, best_terms.tsv,
         summary.json and result.json (config + meta), each atomically. Returns the written paths."""
         out = Path(out_dir)
@@ -91,7 +92,7 @@ class EnrichmentResult:
         write_text(paths["table"], _to_tsv(self.table))
         write_text(paths["latents"], _to_tsv(self.latents))
         write_text(paths["best_terms"], _to_tsv(self.best_terms()))
-        write_json(paths["summary"], self.summary(decoder_share=decoder_share))
+        write_json(paths["summary"], self.summary(decoder_share=decoder_share, base_fraction=base_fraction))
         try:
             import pyarrow  # noqa: F401
         except ImportError:

@@ -2,8 +2,8 @@
 
 Inputs: the pooled scores of an encode stage (or plain scores.npz + proteins.txt files) and the analysis
 set's annotations and ontology (a data stage, or plain files). Outputs: real/ (EnrichmentResult folder:
-table.tsv, latents.tsv, best_terms.tsv, summary.json, result.json), null_<seed>/ (the same under permuted
-labels), enrich.json (the summaries).
+table.tsv, latents.tsv, best_terms.tsv, summary.json, result.json) and enrich.json (its coverage summary and
+the null distribution of the coverage numbers over cfg.n_permutations label permutations).
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import scipy.sparse as sp
 from rd_interp.data.run import load_analysis_set
 from rd_interp.enrich.config import EnrichConfig
 from rd_interp.enrich.engine import GOEnricher, enrich_latents
-from rd_interp.enrich.null import null_control
+from rd_interp.enrich.null import null_distribution
 from rd_interp.io.annotations import read_annotations
 from rd_interp.io.atomic import sha256_json, write_json
 from rd_interp.io.go import Ontology
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
 from rd_interp.io.options import key_dict
-from rd_interp.sae.run import load_scores, read_decoder_share
+from rd_interp.sae.run import load_lengths, load_scores, read_decoder_share
 
 STAGE = "enrich"
-NULL_SEED_OFFSET = 10_000  # null permutation seed = this + the SAE's seed
 
 
 def read_protein_ids(path: str | Path) -> list[str]:
@@ -62,7 +61,7 @@ def _scores_of(inputs: dict) -> tuple[sp.csr_matrix, list[str], np.ndarray | Non
     src = inputs["scores"]
     if isinstance(src, Manifest):
         scores, ids = load_scores(src.dir)
-        return scores, ids, read_decoder_share(src), dict(src.result)
+        return scores, ids, read_decoder_share(src), {**src.result, "lengths": load_lengths(src.dir)}
     scores, ids = read_scores(src["path"]), read_protein_ids(inputs["proteins"]["path"])
     if len(ids) != scores.shape[0]:
         raise ValueError(f"{inputs['proteins']['path']}: {len(ids)} protein ids but {src['path']} has "
@@ -73,7 +72,7 @@ def _scores_of(inputs: dict) -> tuple[sp.csr_matrix, list[str], np.ndarray | Non
         if share.shape != (scores.shape[1],):
             raise ValueError(f"{inputs['decoder_share']['path']}: expected shape ({scores.shape[1]},), "
                              f"got {share.shape}")
-    return scores, ids, share, {}
+    return scores, ids, share, {"base_fraction": inputs.get("base_fraction")}
 
 
 def _annotations_of(inputs: dict):
@@ -97,7 +96,7 @@ def run(inputs: dict, cfg: EnrichConfig, out_dir: str | Path, *, seed: int | Non
     cfg.validate()
     scores, ids, share, upstream = _scores_of(inputs)
     seed = int(upstream.get("seed") or 0) if seed is None else int(seed)
-    outputs = ["real", "enrich.json"] + ([f"null_{NULL_SEED_OFFSET + seed}"] if cfg.null_control else [])
+    outputs = ["real", "enrich.json"]
     d = claim_dir(out_dir, STAGE, outputs)
     data = inputs["data"]
     key = (data.digest if isinstance(data, Manifest) else sha256_json(data), sha256_json(ids),
@@ -109,17 +108,16 @@ def run(inputs: dict, cfg: EnrichConfig, out_dir: str | Path, *, seed: int | Non
         if enrichers is not None:
             enrichers[key] = enricher
     result = enrich_latents(scores, ids, None, None, cfg, enricher=enricher)
-    result.save(d / "real", decoder_share=share)
-    out: dict[str, Any] = {"real": result.summary(decoder_share=share)}
-    if cfg.null_control:
-        null = null_control(scores, ids, None, None, cfg, enricher=enricher, seeds=[NULL_SEED_OFFSET + seed],
-                            real=result)
-        for r, s in zip(null.results, null.seeds):
-            r.save(d / f"null_{s}")
-        out["null"] = [r.summary() for r in null.results]
-        out["null_control"] = null.summary()
+    base_fraction = upstream.get("base_fraction") if share is not None else None
+    result.save(d / "real", decoder_share=share, base_fraction=base_fraction)
+    out: dict[str, Any] = {"real": result.summary(decoder_share=share, base_fraction=base_fraction)}
+    if cfg.n_permutations:
+        null = null_distribution(scores, ids, None, None, cfg, enricher=enricher, lengths=upstream.get("lengths"),
+                                 seed=cfg.null_seed + seed)
+        out["null"] = null.summary()
     write_json(d / "enrich.json", out)
     res = {"label": upstream.get("label"), "seed": seed,
+           "n_terms_nonredundant": out["real"]["n_terms_nonredundant"]["total"],
            "n_terms_captured": out["real"]["n_terms_captured"]["total"]}
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs=inputs, outputs=outputs,
                           params={"seed": seed}, result=res, seconds=time.perf_counter() - t0)

@@ -164,6 +164,20 @@ class TermMatrix:
             mats.append(P)
             col += P.shape[1]
         self.matrix = sp.hstack(mats, format="csr", dtype=np.int32) if mats else sp.csr_matrix((n, 0), dtype=np.int32)
+        # Term identity of every matrix column (a term may be tested in two namespace runs), and the strict
+        # ancestor relation (is_a + relationships, as propagated) between all terms: what "a captured term
+        # has a captured descendant in the same latent" is computed from.
+        self.go_ids = list(self.term_index)
+        self.col_term = np.array([self.term_index[t] for b in self.blocks.values() for t in b.terms], dtype=np.int64)
+        go2up_all = get_go2ancestors({dag[g] for g in self.term_index}, set(self.relationships) or None)
+        ar, ac = [], []
+        for go, i in self.term_index.items():
+            for a in go2up_all.get(go, ()):
+                if a in self.term_index and a != go:
+                    ar.append(i)
+                    ac.append(self.term_index[a])
+        g = len(self.term_index)
+        self.ancestors = sp.csr_matrix((np.ones(len(ar), np.int8), (ar, ac)), shape=(g, g))
         self.pop_masks = np.stack([self.blocks[ns].pop_mask for ns in self.namespaces], axis=1) if self.namespaces \
             else np.zeros((n, 0), bool)
 
@@ -192,6 +206,22 @@ class TermMatrix:
                         for i, p in enumerate(perm) if self.protein_ids[p] in b.direct},
             )
         return new
+
+    def most_specific(self, latents: np.ndarray, terms: np.ndarray) -> np.ndarray:
+        """For (latent, term index) pairs: True where no other pair of the same latent is a descendant.
+
+        `terms` index ``go_ids`` (use ``col_term[column]``). A term with a descendant in the same set is
+        implied by it through propagation, so counting only the most specific terms keeps one latent
+        from being credited with a whole ancestor chain.
+        """
+        latents, terms = np.asarray(latents, np.int64), np.asarray(terms, np.int64)
+        if latents.size == 0:
+            return np.zeros(0, dtype=bool)
+        ul, li = np.unique(latents, return_inverse=True)
+        g = self.ancestors.shape[0]
+        cap = sp.csr_matrix((np.ones(li.size, np.int32), (li, terms)), shape=(ul.size, g))
+        hit = (cap @ self.ancestors).tocoo()  # (l, t): some term of latent l has t as a strict ancestor
+        return ~np.isin(li * g + terms, hit.row.astype(np.int64) * g + hit.col)
 
     def goatools_inputs(self, ns: str) -> tuple[list[str], dict[str, set[str]]]:
         """(population, assoc) to hand GOEnrichmentStudyNS for namespace ns (the oracle in tests)."""

@@ -50,6 +50,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
+        f = fields[name]
+        if (isinstance(value, dict) and dataclasses.is_dataclass(hints[name])
+                and f.default_factory is not dataclasses.MISSING):
+            # A nested table overrides the parent's own default for it, key by key (the run config's
+            # defaults for a stage may differ from that stage's standalone defaults).
+            value = {**to_dict(f.default_factory()), **value}
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
     try:
         obj = cls(**kwargs)

@@ -18,19 +18,24 @@ from pathlib import Path
 from rd_interp.config import RunConfig
 from rd_interp.data import run as data_stage
 from rd_interp.device import resolve_device
+from rd_interp.data.config import ANALYSIS
+from rd_interp.distill import controls as controls_stage
 from rd_interp.distill import run as distill_stage
 from rd_interp.enrich import run as enrich_stage
 from rd_interp.io.atomic import read_json, write_json, write_text
 from rd_interp.io.manifest import Manifest
 from rd_interp.pipeline.cache import Stage, plan, run_stage
 from rd_interp.plm import run as embed_stage
+from rd_interp.probe import run as probe_stage
 from rd_interp.report import run as report_stage
 from rd_interp.sae import run as sae_stage
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "embed", "distill", "sae", "encode", "enrich", "report")
+STAGES = ("data", "embed", "distill", "probe", "sae", "encode", "enrich", "report")
 META_DIR = ".rd_interp"  # run metadata, under a name no user file has
+#: control spaces that need a store of the controls stage -> the store's name there
+CONTROL_STORES = {"control.random": "random_subspace", "control.naive": "naive_pca"}
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Space:
     label: str  # e.g. "rd.mini-L[residual]"
     source: Manifest
     columns: dict | None  # {"start": a, "stop": b} (the SAE's recorded form) or None for all
+    untrained: bool = False  # the untrained-SAE control
+    store_name: str | None = None  # which store of a stage holding several (the controls)
 
 
 class Pipeline:
@@ -94,21 +101,46 @@ class Pipeline:
         if until == "embed":
             return self._finish(meta)
 
-        distill = self._run(plan(self.root, "distill", "distill", cfg.distill, {"embed": embeds}, {"seed": cfg.seed}),
-                            lambda d: distill_stage.run({"embed": embeds}, cfg.distill, d, seed=cfg.seed,
-                                                        device=self.device))
+        ins = {"embed": embeds}
+        if cfg.distill.fasta != ANALYSIS:  # fit the chain on proteins disjoint from the analysis set
+            fit_in = data_stage.fitset_inputs(cfg.distill)
+            fitset = self._run(plan(self.root, "fitset", "fitset", data_stage.fitset_config(cfg.distill), fit_in,
+                                    {"seed": cfg.seed}),
+                               lambda d: data_stage.select(fit_in, cfg.distill, d, seed=cfg.seed))
+            ins["fit"] = []
+            for model in cfg.models.family:
+                params = embed_stage.model_params(model, cfg.models)
+                st = plan(self.root, f"fitembed-{params['model']}", "embed", cfg.models, {"data": fitset}, params)
+                ins["fit"].append(self._run(st, lambda d, model=model: embed_stage.run(
+                    {"data": fitset}, cfg.models, d, model=model, device=self.device, progress=self.progress)))
+        distill = self._run(plan(self.root, "distill", "distill", cfg.distill, ins, {"seed": cfg.seed}),
+                            lambda d: distill_stage.run(ins, cfg.distill, d, seed=cfg.seed, device=self.device))
+        which = [c for key, c in CONTROL_STORES.items() if key in cfg.sae.spaces]
+        controls = None
+        if which:
+            params = controls_stage.controls_params(cfg.seed, which)
+            controls = self._run(plan(self.root, "controls", "controls", cfg.distill, ins, params),
+                                 lambda d: controls_stage.run(ins, cfg.distill, d, seed=cfg.seed, which=which,
+                                                              device=self.device))
         if until == "distill":
             return self._finish(meta)
 
-        spaces = self.spaces(embeds, distill)
+        spaces = self.spaces(embeds, distill, controls)
+        probes = self._probe(data, spaces, distill) if cfg.probe.enabled else None
+        if until == "probe":
+            return self._finish(meta)
+
         units = [(spaces[key], seed) for key in cfg.sae.spaces for seed in cfg.sae.seeds]
         saes = {}
         for space, seed in units:
-            params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key}
+            params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key,
+                      **({"untrained": True} if space.untrained else {}),
+                      **({"store_name": space.store_name} if space.store_name else {})}
             st = plan(self.root, f"sae-{space.key}-s{seed}", "sae", cfg.sae, {"store": space.source}, params)
             saes[space.key, seed] = self._run(st, lambda d, space=space, seed=seed: sae_stage.train(
                 {"store": space.source}, cfg.sae, d, seed=seed, columns=space.columns, label=space.label,
-                space=space.key, device=self.device, progress=self.progress))
+                space=space.key, untrained=space.untrained, store_name=space.store_name, device=self.device,
+                progress=self.progress))
         if until == "sae":
             return self._finish(meta)
 
@@ -133,13 +165,41 @@ class Pipeline:
                     "wall_seconds": round(time.perf_counter() - t_start, 1)}
         # The summary holds what determines the results, not where they are: out_dir goes to run_info.
         config = {k: v for k, v in cfg.to_dict().items() if k != "out_dir"}
+        extra = {"probes": read_json(probes.path("probes.json"))} if probes is not None else {}
         report = report_stage.run({"enrich": enriched}, cfg.report, self.root / "report", seed=cfg.seed,
-                                  config=config, device=self.device, run_info=run_info,
+                                  config=config, device=self.device, run_info=run_info, extra=extra,
                                   command="rd-interp run (config in provenance)")
         self.timings["report"] = round(time.perf_counter() - t0, 3)
         self.stages["report"] = report
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
+
+    def _probe(self, data: Manifest, spaces: dict[str, Space], distill: Manifest) -> Manifest:
+        """Linear probes of every space with a store (untrained-SAE control aside) and of the rd prefixes."""
+        stores: list[Manifest] = []
+        names: list[str | None] = []
+        index: dict[tuple, int] = {}
+        rows, keys = [], []
+        for key in [*spaces]:
+            sp = spaces[key]
+            if sp.untrained or (key.startswith("control.") and key not in self.cfg.sae.spaces):
+                continue
+            ident = (sp.source.dir, sp.store_name)
+            if ident not in index:
+                index[ident] = len(stores)
+                stores.append(sp.source)
+                names.append(sp.store_name)
+            cols = None if sp.columns is None else [sp.columns["start"], sp.columns["stop"]]
+            rows.append({"label": sp.label, "kind": "control" if key.startswith("control.") else "space",
+                         "store": index[ident], "columns": cols})
+            keys.append(key)
+        prefixes = {"label": spaces["rd"].label, "store": index[(distill.dir, None)],
+                    "widths": [int(w) for w in distill.result["dims"]], "large": keys.index("large")}
+        ins = {"data": data, "stores": stores}
+        params = {"seed": self.cfg.seed, "spaces": rows, "prefixes": prefixes, "store_names": names}
+        st = plan(self.root, "probe", "probe", self.cfg.probe, ins, params)
+        return self._run(st, lambda d: probe_stage.run(ins, self.cfg.probe, d, spaces=rows, prefixes=prefixes,
+                                                       store_names=names, seed=self.cfg.seed))
 
     def _finish(self, meta: Path) -> dict[str, Manifest]:
         """Record which stage folders this config maps to (what `rd-interp explain` opens)."""
@@ -148,16 +208,26 @@ class Pipeline:
         write_json(meta / "run.json", {"stages": {**old, **index}})
         return self.stages
 
-    def spaces(self, embeds: list[Manifest], distill: Manifest) -> dict[str, Space]:
+    def spaces(self, embeds: list[Manifest], distill: Manifest, controls: Manifest | None = None) -> dict[str, Space]:
         large, small = embeds[-1].params["model"], embeds[0].params["model"]
         blocks = distill.result["blocks"]
-        return {
+        extra = {}
+        if controls is not None:
+            widths = controls.result["widths"]
+            for key, name in CONTROL_STORES.items():
+                if name in controls.result["stores"]:
+                    label = (f"random{widths[name]} of {large}" if name == "random_subspace"
+                             else f"naive PCA of [{'+'.join(controls.result[name]['members'])}]")
+                    extra[key] = Space(key, label, controls, None, store_name=name)
+        return {**extra, **{
             "large": Space("large", large, embeds[-1], None),
             "small": Space("small", small, embeds[0], None),
             "rd": Space("rd", f"rd.{large}", distill, None),
             "rd.base": Space("rd.base", f"rd.{large}[base]", distill, _cols(blocks["base"])),
             "rd.residual": Space("rd.residual", f"rd.{large}[residual]", distill, _cols(blocks["residual"])),
-        }
+            "control.untrained": Space("control.untrained", f"{large}[untrained SAE]", embeds[-1], None,
+                                       untrained=True),
+        }}
 
 
 def _cols(block: list[int]) -> dict[str, int]:

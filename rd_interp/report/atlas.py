@@ -140,7 +140,7 @@ class AtlasPayload:
     proteins: dict[str, ProteinInfo]
     notes: list[str] = field(default_factory=list)
     hist_bins: int = 16
-    share_thresholds: tuple[float, float] = (0.8, 0.2)  # (base_share_hi, base_share_lo)
+    share_thresholds: tuple[float, float] = (0.5, -0.5)  # relative decoder share: >= [0] base, <= [1] residual
     created_by: dict[str, Any] = field(default_factory=versions)
 
 
@@ -240,8 +240,7 @@ def build_sae_entry(
     store: Any = None,
     columns: Any = None,
     blocks: Sequence[SpaceBlock] = (),
-    base_share_hi: float = 0.8,
-    base_share_lo: float = 0.2,
+    stratum_margin: float = 0.5,
     ontology: Any = None,
     top_k: int = 10,
     n_terms: int = 6,
@@ -256,7 +255,8 @@ def build_sae_entry(
     `protein_ids` order. enrichment: its `EnrichmentResult` (None: no terms). store (+ columns, default the
     SAE's training columns): the residue embeddings, for per-residue activations of each latent's top
     proteins (None: no strips). blocks: the space's column blocks; with two or more, each latent's decoder
-    share on the first block and its stratum are recorded.
+    share on the first block and its stratum (relative share >= stratum_margin: base, <= -stratum_margin:
+    residual, see rd_interp.enrich.coverage.relative_share) are recorded.
     """
     scores = sp.csr_matrix(scores, dtype=np.float32)
     P, n_lat = scores.shape
@@ -273,7 +273,8 @@ def build_sae_entry(
     share = strat = None
     if len(blocks) >= 2:
         share = decoder_share(sae, slice(blocks[0].start, blocks[0].stop))
-        strat = share_strata(share, base_share_hi, base_share_lo)
+        width = sum(b.stop - b.start for b in blocks)
+        strat = share_strata(share, (blocks[0].stop - blocks[0].start) / width, stratum_margin)
     latents: list[LatentEntry] = []
     colmax = np.zeros(n_lat, dtype=np.float64)
     for j in range(n_lat):
@@ -347,7 +348,7 @@ def _protein_latents(scores: sp.csr_matrix, colmax: np.ndarray, ids: list[str], 
 
 def build_atlas(spaces: Sequence[AtlasSpace], records: Mapping[str, FastaRecord] | Iterable[FastaRecord], *,
                 title: str = "rd_interp latent atlas", notes: Sequence[str] = (), hist_bins: int | None = None,
-                share_thresholds: tuple[float, float] = (0.8, 0.2)) -> AtlasPayload:
+                share_thresholds: tuple[float, float] = (0.5, -0.5)) -> AtlasPayload:
     """Attach protein names and sequences (FASTA records: a mapping id -> record or an iterable) to the
     spaces. Every protein an entry mentions must have a record; sequences are kept for top proteins only."""
     recs = records if isinstance(records, Mapping) else {r.id: r for r in records}

@@ -18,11 +18,11 @@ OUTPUTS = ("report.html", "report.md", "summary.json", "run_info.json", "figures
 
 def run(inputs: dict, cfg: ReportConfig, out_dir: str | Path, *, seed: int = 0, config: dict | None = None,
         device: str | None = None, run_info: dict | None = None,
-        command: str = "rd-interp report (from stage folders)") -> Manifest:
+        command: str = "rd-interp report (from stage folders)", extra: dict | None = None) -> Manifest:
     """Render the report of inputs["enrich"] (enrich-stage manifests, spaces in report order)."""
     t0 = time.perf_counter()
     enrich = list(inputs["enrich"])
-    summary = build_summary(enrich, cfg, seed=seed, config=config, device=device, command=command)
+    summary = build_summary(enrich, cfg, seed=seed, config=config, device=device, command=command, extra=extra)
     d = claim_dir(out_dir, STAGE, OUTPUTS)
     paths = render(summary, d, figures=cfg.figures, run_info=run_info)
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs={"enrich": enrich}, outputs=sorted(paths),

@@ -1,9 +1,15 @@
-"""Gather finished stages into the report's summary dict (schema: rd_interp.report.schema).
+"""Gather finished stages into the report's summary dict (schema v2: rd_interp.report.schema).
 
 The input is a list of enrich-stage manifests; everything else is found by walking their recorded inputs
 (enrich -> encode -> sae -> store stage -> data), so the same code serves `rd-interp run` and a report
 made from stage folders alone. Everything is read back from disk, never from wall clocks, so the same
 config and seed give an identical summary.json; timings travel separately as run_info.
+
+Statistics (see rd_interp.enrich.compare): one number per SAE seed; t intervals over seeds ("range" with
+two seeds); differences between spaces with a Welch interval, Welch's t and the exact permutation test over
+seed labels. The null of a space's coverage is the seed-averaged label-permutation distribution: the i-th
+permutation of every seed's SAE averaged into one null draw, so it is on the scale of the seed mean it is
+compared with. A comparative sentence ("verdict") is only written with the test that supports it.
 """
 
 from __future__ import annotations
@@ -13,18 +19,58 @@ from typing import Any
 
 import numpy as np
 
-from rd_interp.enrich.compare import captured_values, rank_test, seed_stats
+from rd_interp.enrich.compare import captured_values, compare_groups, seed_interval
+from rd_interp.enrich.coverage import relative_share
+from rd_interp.enrich.null import empirical_p
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.io.atomic import read_json, sha256_json
 from rd_interp.io.manifest import Manifest
 from rd_interp.io.provenance import versions
 from rd_interp.report.config import ReportConfig
-from rd_interp.report.schema import space_label
 from rd_interp.sae.run import load_scores, read_decoder_share, read_metrics
 
+SCHEMA = 2
 NAMESPACES = ("BP", "MF", "CC")
 # Pairs worth a test, when both were run: (a, b) reads "a vs b".
-PAIRS = (("rd", "large"), ("rd.residual", "rd.base"), ("large", "small"))
+PAIRS = (("rd", "large"), ("rd.residual", "rd.base"), ("large", "small"), ("rd", "control.naive"),
+         ("rd.residual", "control.random"), ("large", "control.untrained"))
+METRICS = {  # comparison metric -> (per-seed value from an enrich summary, higher is ...)
+    "non-redundant GO terms": lambda s: s["n_terms_nonredundant"]["total"],
+    "raw GO terms": lambda s: s["n_terms_captured"]["total"],
+    "mean IC of non-redundant terms": lambda s: s["specificity_nonredundant"]["ic_mean"],
+    "mean depth of non-redundant terms": lambda s: s["specificity_nonredundant"]["depth_mean"],
+    "general fraction of non-redundant terms": lambda s: s["specificity_nonredundant"]["fraction_general"],
+}
+
+DEFINITIONS = {
+    "captured": "a GO term is captured by a latent when its BH-adjusted p < alpha, at least min_study_count of the "
+                "latent's study proteins carry it and it is over-represented (fold > 1)",
+    "BH family": "'global': one Benjamini-Hochberg family per SAE and namespace over all latents x terms (so SAEs "
+                 "of different size are not favoured by per-latent correction); 'per_latent': one family per "
+                 "latent and namespace (goatools GOEnrichmentStudyNS)",
+    "raw terms": "distinct GO terms captured by any latent of the SAE (every propagated ancestor counts)",
+    "non-redundant terms": "distinct GO terms left after removing, within each latent, every captured term that has a "
+                           "captured descendant (is_a/part_of) in the same latent: each latent's most specific terms; "
+                           "the headline count",
+    "best terms": "distinct GO terms among the latents' single most significant terms",
+    "interval": "mean over SAE seeds with a Student t interval (n - 1 degrees of freedom); with 2 seeds the range "
+                "of the two values; with 1 seed none",
+    "null distribution": "the same study sets tested against protein -> annotation labels permuted (within "
+                         "protein-length bins by default), n_permutations times per SAE; the i-th permutation of "
+                         "every seed is averaged into one draw of the seed mean",
+    "empirical p": "(1 + number of null draws >= the real value) / (1 + number of draws), one-sided",
+    "comparison": "difference of seed means with a Welch (Satterthwaite) interval and Welch's t test; the exact "
+                  "permutation test over seed labels enumerates every relabelling (its smallest attainable p "
+                  "is shown: with 3 + 3 seeds it is 0.1)",
+    "general term": "a GO term at level <= general_level (shortest is_a path to its namespace root)",
+    "IC": "information content -log p(term) with term frequencies from the analysis set's propagated annotations "
+          "(goatools TermCounts over the proteins analysed)",
+    "depth": "longest is_a path from the term to its namespace root (goatools)",
+    "relative decoder share": "r = (s - f)/(1 - f) if s >= f else (s - f)/f, with s the latent's decoder share on "
+                              "the base block (in the SAE's input scaling) and f the base block's share of the "
+                              "input dimensions: 0 = spread like a random direction, +1 base only, -1 residual only",
+    "size-matched SAEs": "every space's SAE has the same number of latents and the same sparsity ratio k / d_in",
+}
 
 
 @dataclass
@@ -34,13 +80,14 @@ class Space:
     key: str
     name: str
     subspace: str
+    label: str
     enrich: dict[int, Manifest] = field(default_factory=dict)
     encode: dict[int, Manifest] = field(default_factory=dict)
     sae: dict[int, Manifest] = field(default_factory=dict)
 
     @property
-    def label(self) -> str:
-        return space_label(self.name, None if self.subspace == "full" else self.subspace)
+    def kind(self) -> str:
+        return "control" if self.key.startswith("control.") else "space"
 
 
 def collect(enrich: list[Manifest]) -> tuple[dict[str, Space], Manifest | None, Manifest | None]:
@@ -53,8 +100,8 @@ def collect(enrich: list[Manifest]) -> tuple[dict[str, Space], Manifest | None, 
         label = sae.params.get("label") or sae.result.get("label") or "space"
         key = sae.params.get("space") or label
         name, _, rest = label.partition("[")
-        sub = rest.rstrip("]") or "full"
-        sp = spaces.setdefault(key, Space(key=key, name=name, subspace=sub))
+        sub = "control" if key.startswith("control.") else (rest.rstrip("]") or "full")
+        sp = spaces.setdefault(key, Space(key=key, name=name, subspace=sub, label=label))
         seed = int(sae.params.get("seed", 0))
         if seed in sp.enrich:
             raise ValueError(f"{m.dir}: two enrichment results for {label} seed {seed}")
@@ -68,61 +115,104 @@ def collect(enrich: list[Manifest]) -> tuple[dict[str, Space], Manifest | None, 
     return spaces, data, distill
 
 
-def _spec(summary: dict, ns: str | None) -> dict:
-    if ns is None:
-        return summary["specificity_terms"]
-    return summary["per_namespace"][ns]["specificity_terms"]
+def _stat(values: list[float], level: float) -> dict:
+    st = seed_interval(values, level)
+    return {"mean": st["mean"], "sd": st["sd"], "lo": st["lo"], "hi": st["hi"], "method": st["method"],
+            "per_seed": [float(v) for v in values], "level": level}
 
 
-def _coverage_rows(sp: Space, real: list[dict], null: list[dict], n_boot: int, seed: int) -> list[dict]:
+def _mean(values: list[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _seed_null(infos: list[dict], metric: str, real_mean: float) -> dict | None:
+    """The seed-averaged null of one metric: draw i = mean over seeds of each seed's i-th permutation."""
+    nulls = [i["null"]["metrics"][metric]["null"] for i in infos if i.get("null")]
+    if not nulls or len(nulls) != len(infos) or len({len(n) for n in nulls}) != 1 or not nulls[0]:
+        return None
+    draws = np.mean(np.asarray(nulls, dtype=np.float64), axis=0)
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return {"method": infos[0]["null"]["method"], "n_permutations": int(draws.size), "mean": float(draws.mean()),
+            "lo": float(lo), "hi": float(hi), "p": empirical_p(real_mean, draws)}
+
+
+def _spec(s: dict, ns: str | None, which: str = "specificity_nonredundant") -> dict:
+    return s[which] if ns is None else s["per_namespace"][ns][which]
+
+
+def _coverage_rows(sp: Space, reals: list[dict], infos: list[dict], level: float) -> list[dict]:
     rows = []
-    for control, sums in (("real", real), ("null", null)):
-        if not sums:
-            continue
-        for ns in (*NAMESPACES, "all"):
-            nkey = "total" if ns == "all" else ns
-            n_terms = [s["n_terms_captured"][nkey] for s in sums]
-            st = seed_stats(n_terms, n_boot=n_boot, seed=seed)
-            spec = [_spec(s, None if ns == "all" else ns) for s in sums]
-
-            def mean_of(name: str, spec=spec):
-                vals = [x[name] for x in spec if x.get(name) is not None]
-                return float(np.mean(vals)) if vals else None
-
-            row = {
-                "space": sp.name, "subspace": sp.subspace, "control": control, "namespace": ns,
-                "n_terms_mean": st["mean"], "n_terms_sd": st["sd"], "n_terms_ci": st["ci"],
-                "n_terms_per_seed": [int(v) for v in n_terms],
-                "general_fraction_mean": mean_of("fraction_general"),
-                "depth_mean": mean_of("depth_mean"), "ic_mean": mean_of("ic_mean"),
-            }
-            if ns == "all":
-                row["latents_with_term_fraction_mean"] = float(np.mean([s["fraction_latents_capturing"]
-                                                                        for s in sums]))
-                row["terms_per_latent_mean"] = float(np.mean([s["terms_per_latent"]["mean"] for s in sums]))
-            rows.append(row)
+    for ns in (*NAMESPACES, "all"):
+        key = "total" if ns == "all" else ns
+        nonred = [s["n_terms_nonredundant"][key] for s in reals]
+        spec = [_spec(s, None if ns == "all" else ns) for s in reals]
+        row = {"space": sp.name, "subspace": sp.subspace, "label": sp.label, "kind": sp.kind, "namespace": ns,
+               "nonredundant": _stat(nonred, level),
+               "raw": _stat([s["n_terms_captured"][key] for s in reals], level),
+               "general_fraction": _mean([x["fraction_general"] for x in spec]),
+               "depth_mean": _mean([x["depth_mean"] for x in spec]), "ic_mean": _mean([x["ic_mean"] for x in spec]),
+               "null": _seed_null(infos, "n_terms_nonredundant", float(np.mean(nonred))) if ns == "all" else None}
+        rows.append(row)
     return rows
 
 
+def _verdicts(spaces: dict[str, Space], comps: list[dict], heads: dict[str, dict]) -> list[dict]:
+    """Sentences a reader can trust, each carrying its test; unsupported claims are said plainly."""
+    out = []
+    for c in comps:
+        if c["metric"] not in ("non-redundant GO terms", "mean IC of non-redundant terms"):
+            continue
+        a, b = c["a"], c["b"]
+        what = "non-redundant GO terms" if c["metric"] == "non-redundant GO terms" else "more specific GO terms (mean IC)"
+        lo, hi, p = c.get("lo"), c.get("hi"), c.get("p_welch")
+        test = (f"difference {c['diff']:+.3g} [{lo:.3g}, {hi:.3g}], Welch p = {p:.2g}, seed-permutation p = "
+                f"{c['p_permutation']:.2g} (smallest attainable {c['min_p_permutation']:.2g}; "
+                f"{c['n_a']} vs {c['n_b']} seeds)" if lo is not None and p is not None
+                else f"difference {c['diff']:+.3g} ({c['n_a']} vs {c['n_b']} seeds: too few for a test)")
+        supported = lo is not None and p is not None and p < 0.05 and (lo > 0 or hi < 0)
+        if supported:
+            direction = "more" if c["diff"] > 0 else "fewer"
+            noun = what if c["metric"] == "non-redundant GO terms" else "specific GO terms (mean IC)"
+            text = f"{a} latents capture {direction} {noun} than {b} latents: {test}."
+            if c["metric"] == "non-redundant GO terms":
+                ha = heads.get(a, {}).get("null")
+                if ha and ha["p"] >= 0.05:
+                    text += f" Caution: {a}'s coverage is not above its label-permutation null (p = {ha['p']:.2g})."
+        else:
+            text = f"The data do not show that {a} and {b} latents differ in {what}: {test}."
+        out.append({"text": text, "supported": bool(supported)})
+    return out
+
+
 def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, config: dict | None = None,
-                  device: str | None = None, command: str = "rd-interp report (from stage folders)") -> dict:
-    """The report's summary of the given enrich stages (and everything upstream of them)."""
+                  device: str | None = None, command: str = "rd-interp report (from stage folders)",
+                  extra: dict | None = None) -> dict:
+    """The report's summary of the given enrich stages (and everything upstream of them).
+
+    `extra`: sections other stages contribute (e.g. "probes", "family"), copied in as they are.
+    """
     if not enrich:
         raise ValueError("no enrichment results to report")
+    level = cfg.confidence
     spaces, data, distill = collect(enrich)
     seeds = sorted({s for sp in spaces.values() for s in sp.enrich})
     first = enrich[0]
     e = first.config
     pooling = first.input("scores").config.get("pooling", "max")
 
-    distillation = []
+    distillation, leakage = [], []
     dinfo = None
     if distill is not None:
         dinfo = read_json(distill.path("distill.json"))
-        distillation = [{k: st.get(k) for k in ("step", "k_small", "k_large", "n_samples", "n_significant_pcs",
-                                                "sigma_sq", "threshold", "r2", "residual_explained_variance_ratio",
-                                                "regressor", "residual_variance_fraction")}
-                        for st in dinfo["steps"]]
+        for st in dinfo["steps"]:
+            row = {k: st.get(k) for k in ("step", "k_small", "k_large", "n_samples", "n_significant_pcs", "sigma_sq",
+                                          "threshold", "r2", "residual_explained_variance_ratio", "regressor",
+                                          "residual_variance_fraction")}
+            row.update({k: dinfo[k] for k in ("fit_set", "n_fit_proteins") if k in dinfo})
+            distillation.append(row)
+            if st.get("leakage"):
+                leakage.append({"step": st.get("step"), "regressor": st.get("regressor"), **st["leakage"]})
 
     sae_quality = []
     for sp in spaces.values():
@@ -130,57 +220,71 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
             st = sp.sae[s]
             m = read_metrics(st)
             c = read_json(st.path("sae/cfg.json"))
-            sae_quality.append({"space": sp.name, "subspace": sp.subspace, "seed": s,
-                                "architecture": c.get("architecture"), "n_latents": c.get("n_latents"),
-                                "k": c.get("k"), "fvu": m.get("fvu"), "mse": m.get("mse"), "cosine": m.get("cosine"),
-                                "l0": m.get("l0"), "dead_fraction": m.get("dead_fraction"),
-                                "dense_fraction": m.get("dense_fraction")})
+            sae_quality.append({"space": sp.name, "subspace": sp.subspace, "label": sp.label, "seed": s,
+                                "architecture": c.get("architecture"), "d_in": c.get("d_in"),
+                                "n_latents": c.get("n_latents"), "k": c.get("k"), "fvu": m.get("fvu"),
+                                "mse": m.get("mse"), "cosine": m.get("cosine"), "l0": m.get("l0"),
+                                "dead_fraction": m.get("dead_fraction"), "dense_fraction": m.get("dense_fraction"),
+                                "block_scaling": bool(st.result.get("block_scaling")),
+                                "untrained": bool(st.result.get("untrained"))})
 
-    coverage, specificity, attribution, strata, top_latents = [], {}, {}, [], []
-    results: dict[str, list[EnrichmentResult]] = {}
-    null_notes = []
+    headline, coverage, specificity, attribution, strata, top_latents = [], [], {}, {}, [], []
+    per_seed: dict[str, list[dict]] = {}
+    heads: dict[str, dict] = {}
     for key, sp in spaces.items():
-        real, null, res = [], [], []
-        for s in sorted(sp.enrich):
-            info = read_json(sp.enrich[s].path("enrich.json"))
-            real.append(info["real"])
-            null.extend(info.get("null", []))
-            res.append(EnrichmentResult.load(sp.enrich[s].path("real")))
-            nc = info.get("null_control")
-            if nc and nc.get("null_to_real_terms_ratio") is not None and nc["null_to_real_terms_ratio"] > 0.1:
-                null_notes.append(f"{sp.label} seed {s}: the label-permuted null captures "
-                                  f"{nc['null_to_real_terms_ratio']:.0%} as many terms as the real labels; "
-                                  "treat its coverage with caution.")
-        results[key] = res
-        coverage += _coverage_rows(sp, real, null, cfg.bootstrap, seed)
-        specificity[sp.label] = {f: [float(v) for v in captured_values(res, f)] for f in ("depth", "ic", "level")}
-        strata += _strata_rows(sp.name, real)
-        shares = [read_decoder_share(sp.encode[s]) for s in sorted(sp.encode)]
-        if all(x is not None for x in shares) and shares:
+        seeds_sp = sorted(sp.enrich)
+        infos = [read_json(sp.enrich[s].path("enrich.json")) for s in seeds_sp]
+        reals = [i["real"] for i in infos]
+        per_seed[key] = reals
+        res = [EnrichmentResult.load(sp.enrich[s].path("real")) for s in seeds_sp]
+        sae0 = sp.sae[seeds_sp[0]].result
+        nonred = [s["n_terms_nonredundant"]["total"] for s in reals]
+        spec = [s["specificity_nonredundant"] for s in reals]
+        head = {"space": sp.name, "subspace": sp.subspace, "label": sp.label, "kind": sp.kind,
+                "d_in": sae0.get("d_in"), "n_latents": sae0.get("n_latents"), "k": sae0.get("k"),
+                "n_seeds": len(seeds_sp), "nonredundant": _stat(nonred, level),
+                "raw": _stat([s["n_terms_captured"]["total"] for s in reals], level),
+                "best_terms": _stat([s["n_best_terms"] for s in reals], level),
+                "latent_fraction": _stat([s["fraction_latents_capturing"] for s in reals], level),
+                "null": _seed_null(infos, "n_terms_nonredundant", float(np.mean(nonred))),
+                "general_fraction": _mean([x["fraction_general"] for x in spec]),
+                "depth_mean": _mean([x["depth_mean"] for x in spec]), "ic_mean": _mean([x["ic_mean"] for x in spec])}
+        headline.append(head)
+        heads[sp.label] = head
+        coverage += _coverage_rows(sp, reals, infos, level)
+        specificity[sp.label] = {f: [float(v) for v in captured_values(res, f, nonredundant=True)]
+                                 for f in ("depth", "ic", "level")}
+        strata += _strata_rows(sp.name, reals)
+        shares = [read_decoder_share(sp.encode[s]) for s in seeds_sp]
+        if shares and all(x is not None for x in shares):
+            f = float(sp.encode[seeds_sp[0]].result["base_fraction"])
             counts = []
             for share, r in zip(shares, res):
                 counts += _terms_per_latent(r, len(share)).tolist()
-            attribution[sp.label] = {"base_share": [float(v) for x in shares for v in x], "n_terms": counts}
+            allshare = np.concatenate(shares)
+            attribution[sp.label] = {"base_share": [float(v) for v in allshare],
+                                     "relative_share": [float(v) for v in relative_share(allshare, f)],
+                                     "n_terms": counts, "base_fraction": f, "margin": float(e["stratum_margin"]),
+                                     "scaling": "per-block input scaling" if sp.sae[seeds_sp[0]].result.get(
+                                         "block_scaling") else "one global input scale"}
         if key in ("large", "rd"):
-            s0 = sorted(sp.enrich)[0]
-            top_latents += _top_latents(sp.name, s0, res[0], sp.encode[s0], cfg.top_latents)
+            top_latents += _top_latents(sp.name, seeds_sp[0], res[0], sp.encode[seeds_sp[0]], cfg.top_latents)
 
     comparisons = []
     for a, b in PAIRS:
-        if a not in results or b not in results:
+        if a not in spaces or b not in spaces:
             continue
-        la, lb = spaces[a].label, spaces[b].label
-        for metric in ("depth", "ic"):
-            t = rank_test(captured_values(results[a], metric), captured_values(results[b], metric))
-            comparisons.append({"a": la, "b": lb, "metric": metric, "test": "Mann-Whitney U (two-sided), "
-                                "captured terms pooled over seeds", "statistic": t["u"], "p": t["p"],
-                                "effect": t["rank_biserial"], "n_a": t["n_a"], "n_b": t["n_b"]})
-        na = [r.summary()["n_terms_captured"]["total"] for r in results[a]]
-        nb = [r.summary()["n_terms_captured"]["total"] for r in results[b]]
-        diff = float(np.mean(na) - np.mean(nb))
-        comparisons.append({"a": la, "b": lb, "metric": "n_terms", "test": "difference of seed means "
-                            f"({len(na)} vs {len(nb)} seeds)", "statistic": diff, "p": None,
-                            "effect": diff / float(np.mean(nb)) if np.mean(nb) else None})
+        for metric, get in METRICS.items():
+            va = [get(s) for s in per_seed[a]]
+            vb = [get(s) for s in per_seed[b]]
+            if any(v is None for v in va + vb):
+                continue
+            c = compare_groups(va, vb, level)
+            comparisons.append({"a": spaces[a].label, "b": spaces[b].label, "metric": metric, "diff": c["diff"],
+                                "lo": c["lo"], "hi": c["hi"], "relative": c["relative"], "p_welch": c["p"],
+                                "p_permutation": c["p_permutation"], "min_p_permutation": c["min_p_permutation"],
+                                "n_a": c["n_a"], "n_b": c["n_b"], "level": level,
+                                "test": "Welch t on per-seed values; exact permutation of seed labels"})
 
     notes = []
     data_checksums = {}
@@ -202,35 +306,51 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
         notes.append(f"{cut.result['n_truncated']} proteins longer than {cut.config.get('max_residues')} residues were "
                      "truncated to their first residues when embedding (models.long_mode = 'truncate').")
     if dinfo is not None:
-        notes.append(f"Distillation fitted on {dinfo['train_proteins']} proteins ({dinfo['train_rows']} residues); "
-                     "all proteins transformed.")
+        where = dinfo.get("fit_set", "the analysis set")
+        notes.append(f"Distillation fitted on {dinfo['train_proteins']} proteins ({dinfo['train_rows']} residues) of "
+                     f"{where}; all analysed proteins transformed.")
     notes += [
         f"Enrichment: Fisher's exact test ({e['alternative']}), BH "
-        f"{'across all latents x terms' if e['correction'] == 'global' else 'per latent per namespace'}, "
+        f"{'per namespace across all latents x terms of each SAE' if e['correction'] == 'global' else 'per latent per namespace'}, "
         f"alpha {e['alpha']}, min study count {e['min_study_count']}; study sets "
         + (f"top {e['top_n']} proteins per latent" if e["mode"] == "top_n" else f"score >= {e['tau']} x max")
         + f" by {pooling}-pooled activation.",
-        f"Attribution strata: base-dominated latents have decoder share >= {e['base_share_hi']} on the base "
-        f"prefix, residual-dominated <= {e['base_share_lo']}, the rest mixed.",
-        *null_notes,
+        *_seed_notes(seeds),
     ]
     stage_keys = ([sp.sae[s].key for sp in spaces.values() for s in sorted(sp.sae)]
                   + [sp.enrich[s].key for sp in spaces.values() for s in sorted(sp.enrich)])
-    return {
+    summary = {
+        "schema": SCHEMA,
         "title": cfg.title,
         "run_id": sha256_json(stage_keys)[:12],
         "provenance": {"versions": versions(), "config": config or {}, "data_checksums": data_checksums,
                        "seeds": seeds, "device": device, "command": command},
-        "distillation": distillation,
-        "sae_quality": sae_quality,
-        "coverage": coverage,
+        "definitions": dict(DEFINITIONS),
+        "headline": headline,
+        "verdicts": _verdicts(spaces, comparisons, heads),
         "comparisons": comparisons,
+        "coverage": coverage,
         "specificity": specificity,
         "attribution": attribution,
         "strata": strata,
+        "distillation": distillation,
+        "leakage": leakage,
+        "sae_quality": sae_quality,
         "top_latents": top_latents,
         "notes": notes,
     }
+    summary.update(extra or {})
+    return summary
+
+
+def _seed_notes(seeds: list[int]) -> list[str]:
+    if len(seeds) < 3:
+        return [f"Only {len(seeds)} SAE seed(s): intervals are ranges, not t intervals, and no difference between "
+                "spaces can be tested; run >= 5 seeds for claims."]
+    if len(seeds) < 5:
+        return [f"{len(seeds)} SAE seeds per space: the exact seed-label permutation test cannot reach p < 0.05 with "
+                "fewer than 4 + 4 seeds; the verdicts rely on Welch's t. Use >= 5 seeds for claims."]
+    return []
 
 
 def _strata_rows(space: str, real: list[dict]) -> list[dict]:
@@ -240,21 +360,18 @@ def _strata_rows(space: str, real: list[dict]) -> list[dict]:
         blocks = [s["subspace"][stratum] for s in real if stratum in (s.get("subspace") or {})]
         if not blocks:
             continue
-
-        def mean(vals):
-            vals = [v for v in vals if v is not None]
-            return float(np.mean(vals)) if vals else None
-
         rows.append({"space": space, "stratum": stratum, "n_seeds": len(blocks),
-                     "n_latents": int(round(mean([b["n_latents"] for b in blocks]))),
-                     "n_terms": int(round(mean([b["n_terms_captured"]["total"] for b in blocks]))),
-                     "depth_mean": mean([b["specificity_terms"]["depth_mean"] for b in blocks]),
-                     "ic_mean": mean([b["specificity_terms"]["ic_mean"] for b in blocks])})
+                     "n_latents": int(round(_mean([b["n_latents"] for b in blocks]))),
+                     "n_terms": int(round(_mean([b["n_terms_nonredundant"]["total"] for b in blocks]))),
+                     "depth_mean": _mean([b["specificity_nonredundant"]["depth_mean"] for b in blocks]),
+                     "ic_mean": _mean([b["specificity_nonredundant"]["ic_mean"] for b in blocks])})
     return rows
 
 
 def _terms_per_latent(result: EnrichmentResult, n_latents: int) -> np.ndarray:
     cap = result.captured()
+    if "most_specific" in cap.columns:
+        cap = cap[cap["most_specific"]]
     counts = np.zeros(n_latents, dtype=np.int64)
     if not cap.empty:
         per = cap.groupby("latent")["go_id"].nunique()
@@ -263,8 +380,10 @@ def _terms_per_latent(result: EnrichmentResult, n_latents: int) -> np.ndarray:
 
 
 def _top_latents(space: str, seed: int, result: EnrichmentResult, encoded: Manifest, n: int) -> list[dict]:
-    """The latents with most captured terms, their best terms and their top-scoring proteins."""
+    """The latents with most non-redundant captured terms, their best terms and their top-scoring proteins."""
     cap = result.captured()
+    if "most_specific" in cap.columns:
+        cap = cap[cap["most_specific"]]
     if cap.empty or n <= 0:
         return []
     padj = "p_adj_global" if result.meta.get("correction") == "global" else "p_adj"

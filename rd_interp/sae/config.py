@@ -15,8 +15,10 @@ from rd_interp.io.serialize import ConfigError
 from rd_interp.sae.model import SAEConfig
 from rd_interp.sae.train import TrainConfig
 
-#: Spaces a run can train SAEs on: the large model, its rd space, the rd blocks, the small model.
-SPACES = ("large", "rd", "rd.base", "rd.residual", "small")
+#: Spaces a run can train SAEs on: the large model, its rd space, the rd blocks, the small model, and the
+#: controls that go through the same SAE -> GO path: an untrained SAE on the large space, a random subspace of
+#: the large embedding as wide as the residual block, the naive PCA of the concatenated embeddings.
+SPACES = ("large", "rd", "rd.base", "rd.residual", "small", "control.untrained", "control.random", "control.naive")
 
 
 @dataclass
@@ -25,6 +27,9 @@ class SAETrainConfig(TrainConfig, SAEConfig):
 
     heldout_fraction: float = opt(0.1, "fraction of proteins held out for evaluation (split by protein)")
     split_seed: int = opt(1, "seed of the held-out split (one split shared by every SAE on the same proteins)")
+    block_scaling: Literal["none", "per_block"] = opt(
+        "per_block", "SAEs on a whole rd space: scale the base and the residual block to equal mean squared norm "
+                     "before the SAE (per_block), so the residual block is not drowned, or one global scale (none)")
 
     def validate(self) -> None:
         SAEConfig.validate(self)
@@ -53,7 +58,9 @@ class SAEStageConfig(SAETrainConfig):
     """The SAEs of a run: one per (space, seed)."""
 
     seeds: list[int] = opt(factory=lambda: [0, 1, 2], fanout=True, help="SAE seeds (one SAE per space and seed)")
-    spaces: list[str] = opt(factory=lambda: ["large", "rd", "rd.base", "rd.residual"], fanout=True,
+    spaces: list[str] = opt(factory=lambda: ["large", "rd", "rd.base", "rd.residual", "control.untrained",
+                                             "control.random", "control.naive"],
+                            fanout=True,
                             help=f"spaces to train SAEs on, of {list(SPACES)}")
 
     def validate(self) -> None:

@@ -50,19 +50,20 @@ def folded_saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     if arch not in _ARCH:
         raise ValueError(f"architecture {arch!r} has no SAELens equivalent (known: {sorted(_ARCH)})")
     scale = float(sae.pre_scale)
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"pre-processing scale must be a finite positive number to fold it, got {scale}")
+    dim_scale = sae.pre_dim_scale.detach().cpu().double()
+    if not (math.isfinite(scale) and scale > 0) or not bool(torch.isfinite(dim_scale).all() & (dim_scale > 0).all()):
+        raise ValueError(f"pre-processing scale must be finite and positive to fold it, got {scale}")
     with torch.no_grad():
         W_enc = sae.W_enc.detach().cpu().double()
         W_dec = sae.W_dec.detach().cpu().double()
         b_enc = sae.b_enc.detach().cpu().double()
         b_dec = sae.b_dec.detach().cpu().double()
         mean = sae.pre_mean.detach().cpu().double()
-        s = torch.tensor(float(sae.pre_scale.detach().cpu()), dtype=torch.float64)
+        s = dim_scale * float(sae.pre_scale.detach().cpu())  # [d]: x' = (x - mean) * s, per dimension
         out = {
-            "W_enc": (W_enc * s).float().contiguous(),
+            "W_enc": (W_enc * s[:, None]).float().contiguous(),
             "b_enc": b_enc.float().contiguous(),
-            "W_dec": (W_dec / s).float().contiguous(),
+            "W_dec": (W_dec / s[None, :]).float().contiguous(),
             "b_dec": (mean + b_dec / s).float().contiguous(),
         }
         if arch == "batchtopk":

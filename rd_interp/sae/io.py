@@ -63,7 +63,9 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, extra_cfg: dict[str,
         "preprocessing": {
             "mean": [float(v) for v in sae.pre_mean.detach().cpu().numpy()],
             "scale": float(sae.pre_scale),
-            "note": "x' = (x - mean) * scale is applied inside encode(); pass raw embeddings",
+            **({"dim_scale": [float(v) for v in sae.pre_dim_scale.detach().cpu().numpy()]}
+               if bool((sae.pre_dim_scale != 1).any()) else {}),
+            "note": "x' = (x - mean) * dim_scale * scale is applied inside encode(); pass raw embeddings",
         },
         "source": sae.provenance.source,
         "train": sae.provenance.train,
@@ -123,6 +125,10 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
         if mean.shape != (scfg.d_in,):
             raise ValueError(f"{cpath}: preprocessing.mean has {mean.size} values, d_in is {scfg.d_in}")
         sae.pre_mean.copy_(torch.from_numpy(mean))
+        dim_scale = np.asarray(pre.get("dim_scale", [1.0] * scfg.d_in), dtype=np.float32)
+        if dim_scale.shape != (scfg.d_in,):
+            raise ValueError(f"{cpath}: preprocessing.dim_scale has {dim_scale.size} values, d_in is {scfg.d_in}")
+        sae.pre_dim_scale.copy_(torch.from_numpy(dim_scale))
         sae.pre_scale.fill_(float(np.float32(pre.get("scale", 1.0))))
     sae.provenance.source = cfg.get("source")
     sae.provenance.train = cfg.get("train")

@@ -5,10 +5,11 @@ where x' = (x - mean) * scale is the pre-processed input. The pre-processing (pe
 global scale giving E||x'||^2 = d) lives inside the module so callers always pass RAW embeddings: PLM
 embeddings have a few dimensions with huge means that otherwise dominate the loss and kill latents.
 
-Cost: on CPU the dense encoder matmul is the only unavoidable O(B*d*n) term. Decoding uses
-`embedding_bag` over the k active latents (O(B*k*d)), and the encoder's backward pass only touches
-the selected pre-activations (`_GatherPre`), so a training step costs ~one dense matmul instead of
-the ~five a dense implementation needs.
+Cost: on CPU the dense encoder matmul (and the top-k over its output) is the only unavoidable
+O(B*d*n) term. Decoding uses `embedding_bag` over the k active latents (O(B*k*d)) with autograd's
+backward, the encoder's backward pass only touches the selected pre-activations (`_GatherPre`, CSR
+product), and AuxK ranks only the dead latents' columns, so a training step costs ~one dense matmul
+instead of the ~five a dense implementation needs.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ class SAEConfig:
 
     architecture: Literal["topk", "batchtopk", "relu"] = opt("topk", "topk | batchtopk | relu")
     d_in: int = opt(0, "input width (0: from the data)", cli=False)
-    n_latents: int = opt(0, "dictionary size (0: expansion x d_in)")
+    n_latents: int = opt(4096, "dictionary size, the same for every compared space (0: expansion x d_in)")
     k: int = opt(32, "active latents per vector (TopK/BatchTopK); replaced by k_ratio when that is > 0")
     # ReLU only: weight of sum_i z_i * ||W_dec[i]|| (the InterPLM / Anthropic April-2024 baseline).
     l1_coeff: float = opt(5.0, "ReLU only: weight of the decoder-norm-weighted L1 penalty")
     expansion: int = opt(8, "n_latents = expansion x d_in when n_latents is 0")
-    k_ratio: float = opt(0.0, "> 0: k = max(1, round(k_ratio x d_in)) instead of k")
+    k_ratio: float = opt(0.0, "> 0: k = max(1, round(k_ratio x d_in)) instead of k: the same sparsity ratio in "
+                              "spaces of different width (a run's default 1/15 gives k = 32 at ESM-2 35M's 480 "
+                              "dims); 0: use k")
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -96,9 +99,11 @@ class Provenance:
 class _Pattern:
     """Sparsity pattern of a [B, m] latent index matrix, sorted by latent once per step.
 
-    Both weight gradients of a sparse step have the form S^T @ Y with S [B, n_latents] holding B*m
-    non-zeros; with the pattern sorted by latent this is one CSR x dense product (O(B*m*d)), far cheaper
-    on CPU than a dense [B, n] x [B, d] product or embedding_bag's own backward (which re-sorts).
+    The encoder's weight gradient has the form S^T @ x with S [B, n_latents] holding B*m non-zeros; with
+    the pattern sorted by latent this is one CSR x dense product (O(B*m*d)) instead of the dense
+    [B, n] x [B, d] product autograd through top-k would do. (The decoder uses embedding_bag with
+    autograd's own backward: measured faster than this CSR product for it at 480 and 1,280 dims,
+    analyses/bench_sae.py.)
     """
 
     def __init__(self, idx: torch.Tensor, n: int):
@@ -115,8 +120,6 @@ class _Pattern:
         torch.cumsum(counts, 0, out=crow[1:])
         self.crow = crow
         self.flat = flat
-        self.offsets = torch.arange(0, B * m, m, device=idx.device)
-        self.bag = torch.arange(B, device=idx.device).repeat_interleave(m)
         self.shape = (n, B)
 
     def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -152,29 +155,6 @@ class _GatherPre(torch.autograd.Function):
         return None, None, g_W, g_bias, None, None
 
 
-class _SparseDecode(torch.autograd.Function):
-    """sum_j vals[b, j] * W_dec[idx[b, j]] via embedding_bag, with a sparse CSR backward."""
-
-    @staticmethod
-    def forward(ctx, vals, W_dec, pattern):
-        ctx.save_for_backward(vals, W_dec)
-        ctx.pattern = pattern
-        return F.embedding_bag(pattern.flat.view(vals.shape), W_dec, per_sample_weights=vals, mode="sum")
-
-    @staticmethod
-    def backward(ctx, grad):
-        vals, W_dec = ctx.saved_tensors
-        pat: _Pattern = ctx.pattern
-        grad = grad.contiguous()
-        g_vals = g_W = None
-        if ctx.needs_input_grad[0]:
-            g_vals = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad, W_dec, pat.flat, pat.offsets, pat.bag, 0, -1).view(vals.shape)
-        if ctx.needs_input_grad[1]:
-            g_W = pat.st_mm(vals, grad)
-        return g_vals, g_W, None
-
-
 def _pad_rows(flat_idx: torch.Tensor, B: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices into a [B, n] matrix -> ([B, m] latent indices, [B, m] validity), m = max per row."""
     flat_idx, _ = flat_idx.sort()
@@ -193,7 +173,8 @@ class SparseAutoencoder(nn.Module):
     """A trained or trainable SAE. `encode`/`decode`/`forward` work on RAW embeddings.
 
     Parameters (SAELens naming): W_enc [d_in, n_latents], b_enc [n_latents], W_dec [n_latents, d_in],
-    b_dec [d_in] (all in the pre-processed space). Buffers: `pre_mean` [d_in], `pre_scale` [] and,
+    b_dec [d_in] (all in the pre-processed space). Buffers: `pre_mean` [d_in], `pre_dim_scale` [d_in] (per-block
+    input scaling; ones unless trained with blocks), `pre_scale` [] and,
     for BatchTopK, `threshold` [] (the fixed inference threshold; NaN until training sets it).
     """
 
@@ -214,6 +195,7 @@ class SparseAutoencoder(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(n))
         self.b_dec = nn.Parameter(torch.zeros(d))
         self.register_buffer("pre_mean", torch.zeros(d))
+        self.register_buffer("pre_dim_scale", torch.ones(d))
         self.register_buffer("pre_scale", torch.ones(()))
         self.register_buffer("threshold", torch.full((), float("nan")))
 
@@ -255,10 +237,10 @@ class SparseAutoencoder(nn.Module):
         return f" (trained on {src.get('store') or src.get('name')}, columns {cols if cols is not None else 'all'})"
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.pre_mean) * self.pre_scale
+        return (x - self.pre_mean) * self.pre_dim_scale * self.pre_scale
 
     def postprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return x / self.pre_scale + self.pre_mean
+        return x / self.pre_scale / self.pre_dim_scale + self.pre_mean
 
     # -- core (pre-processed space) ------------------------------------------------------------
     def _pre(self, xp: torch.Tensor) -> torch.Tensor:
@@ -375,7 +357,7 @@ class SparseAutoencoder(nn.Module):
         vals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, idx, pat))
         if valid is not None:
             vals = vals * valid
-        x_hat = _SparseDecode.apply(vals, self.W_dec, pat) + self.b_dec
+        x_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
         active = vals.detach() > 0
         fired = torch.zeros(n, dtype=torch.bool, device=xp.device)
         fired[idx[active]] = True
@@ -387,12 +369,18 @@ class SparseAutoencoder(nn.Module):
             n_dead = int(dead_mask.sum())
             if n_dead > 0:
                 ka = min(k_aux, n_dead)
-                masked = pre_d.masked_fill(~dead_mask, float("-inf"))
-                _, aidx = masked.topk(ka, dim=1, sorted=False)
+                # Top-ka among the dead latents only: a [B, n_dead] block instead of masking and
+                # re-ranking all n latents (when every dead latent is selected, no ranking at all).
+                dead_idx = torch.nonzero(dead_mask).squeeze(1)
+                if ka < n_dead:
+                    _, sidx = pre_d.index_select(1, dead_idx).topk(ka, dim=1, sorted=False)
+                    aidx = dead_idx[sidx]
+                else:
+                    aidx = dead_idx.expand(B, n_dead).contiguous()
                 apat = _Pattern(aidx, n)
                 avals = F.relu(_GatherPre.apply(pre_d, xp, self.W_enc, bias, aidx, apat))
                 e = (xp - x_hat).detach()
-                e_hat = _SparseDecode.apply(avals, self.W_dec, apat)
+                e_hat = F.embedding_bag(aidx, self.W_dec, per_sample_weights=avals, mode="sum")
                 # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
                 denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
                 aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)

@@ -66,19 +66,25 @@ def heldout_rows(sae: SparseAutoencoder, store: EmbeddingStore) -> np.ndarray:
 
 # -- train -------------------------------------------------------------------------------------------------------
 def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int = 0, columns: Any = None,
-          label: str | None = None, space: str | None = None, device: str = "auto",
-          progress: bool = True) -> Manifest:
+          label: str | None = None, space: str | None = None, untrained: bool = False, store_name: str | None = None,
+          device: str = "auto", progress: bool = True) -> Manifest:
     """Train one SAE on inputs["store"] (optionally on a column block) and evaluate it on held-out proteins.
 
-    `columns`: None, a slice, "a:b" or {"start": a, "stop": b}; `label`/`space`: how reports name it."""
+    `columns`: None, a slice, "a:b" or {"start": a, "stop": b}; `label`/`space`: how reports name it.
+    `untrained`: the control SAE (random initialisation, same shape and pre-processing, no training).
+    `store_name`: which store of a stage holding several (the controls stage)."""
     t0 = time.perf_counter()
     d = claim_dir(out_dir, TRAIN_STAGE, TRAIN_OUTPUTS)
-    store, src = open_store(inputs["store"])
+    store, src = open_store(inputs["store"], store_name)
     cols = parse_columns(columns)
     train_rows, held_rows, split = split_rows(store, cfg.heldout_fraction, cfg.split_seed)
     ckpt = d / ".checkpoints"
+    blocks = None
+    if cfg.block_scaling == "per_block" and cols is None and store.manifest.get("blocks"):
+        blocks = [tuple(store.manifest["blocks"][b]) for b in ("base", "residual")]
     sae = train_sae(store, cfg.sae_config(), cfg.train_config(), columns=cols, rows=train_rows,
-                    checkpoint_dir=ckpt, progress=progress, seed=seed, device=device)
+                    checkpoint_dir=ckpt, progress=progress, seed=seed, device=device, blocks=blocks,
+                    untrained=untrained)
     metrics = _jsonable(evaluate(sae, store, columns=cols, rows=held_rows))
     sae.provenance.split = split
     sae.provenance.source = {**(sae.provenance.source or {}),
@@ -88,8 +94,10 @@ def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int =
     write_json(d / "metrics.json", metrics)
     shutil.rmtree(ckpt, ignore_errors=True)  # only needed while training; the saved SAE is the result
     result = {"label": label, "seed": seed, "d_in": sae.d_in, "n_latents": sae.n_latents, "k": sae.cfg.k,
-              "architecture": sae.cfg.architecture, "metrics": metrics}
-    params = {"seed": seed, "columns": cols_json, "label": label, "space": space}
+              "architecture": sae.cfg.architecture, "metrics": metrics, "block_scaling": blocks is not None,
+              "untrained": untrained}
+    params = {"seed": seed, "columns": cols_json, "label": label, "space": space,
+              **({"untrained": True} if untrained else {}), **({"store_name": store_name} if store_name else {})}
     return write_manifest(d, stage=TRAIN_STAGE, config=key_dict(cfg), inputs={"store": src},
                           outputs=TRAIN_OUTPUTS, params=params, result=result,
                           seconds=time.perf_counter() - t0)
@@ -104,14 +112,14 @@ def encode(inputs: dict, cfg: EncodeConfig, out_dir: str | Path, *, store: Any =
     sae_stage = inputs["sae"]
     sae = load_sae(sae_stage.path(SAE_DIR))
     if store is None:
-        st = input_store(sae_stage)
+        st = input_store(sae_stage, store=sae_stage.params.get("store_name"))
         record: Any = None
     else:
         st, record = open_store(store)
     columns = (sae.provenance.source or {}).get("columns")  # the block the SAE was trained on
     scores = encode_proteins(sae, st, columns=columns, pooling=cfg.pooling, batch_rows=cfg.batch_rows,
                              chunk_rows=cfg.chunk_rows, progress=progress)
-    save_scores(d, scores, st.ids)
+    save_scores(d, scores, st.ids, st.lengths)
     result = {"n_proteins": int(scores.shape[0]), "n_latents": int(scores.shape[1]), "nnz": int(scores.nnz),
               "label": sae_stage.result.get("label"), "seed": sae_stage.result.get("seed")}
     blocks = st.manifest.get("blocks")
@@ -121,17 +129,27 @@ def encode(inputs: dict, cfg: EncodeConfig, out_dir: str | Path, *, store: Any =
             np.save(tmp, share, allow_pickle=False)
         result["decoder_share"] = "decoder_share.npy"
         result["blocks"] = blocks
+        result["base_fraction"] = (blocks["base"][1] - blocks["base"][0]) / float(st.dim)
     write_json(d / "encode.json", result)
     ins = {"sae": sae_stage, **({"store": record} if record is not None else {})}
     return write_manifest(d, stage=ENCODE_STAGE, config=key_dict(cfg), inputs=ins, outputs=ENCODE_OUTPUTS,
                           params={}, result=result, seconds=time.perf_counter() - t0)
 
 
-def save_scores(d: Path, scores: sp.csr_matrix, ids: list[str]) -> None:
-    """scores.npz (scipy save_npz) + proteins.txt: what `rd-interp enrich` reads."""
+def save_scores(d: Path, scores: sp.csr_matrix, ids: list[str], lengths=None) -> None:
+    """scores.npz (scipy save_npz) + proteins.txt (id, and residues encoded): what `rd-interp enrich` reads.
+
+    The lengths let the enrichment's null permute labels within protein-length bins."""
     with atomic_path(d / "scores.npz", suffix=".npz") as tmp:
         sp.save_npz(tmp, scores.tocsr(), compressed=True)
-    write_text(d / "proteins.txt", "".join(f"{i}\n" for i in ids))
+    if lengths is None:
+        write_text(d / "proteins.txt", "".join(f"{i}\n" for i in ids))
+    else:
+        write_text(d / "proteins.txt", "".join(f"{i}\t{int(n)}\n" for i, n in zip(ids, lengths)))
+
+
+def _protein_lines(d: Path) -> list[list[str]]:
+    return [line.split("\t") for line in (Path(d) / "proteins.txt").read_text(encoding="utf-8").splitlines()]
 
 
 #: How to get damaged encode outputs back (said in every integrity error).
@@ -142,13 +160,21 @@ ENCODE_FIX = ("recompute them: `rd-interp run` recomputes a damaged stage (`rd-i
 def load_scores(d: Path) -> tuple[sp.csr_matrix, list[str]]:
     """scores.npz + proteins.txt of an encode folder, checked against each other (errors name the file)."""
     d = Path(d)
-    with reading(d / "proteins.txt", "protein list", ENCODE_FIX) as p:
-        ids = p.read_text(encoding="utf-8").splitlines()
+    with reading(d / "proteins.txt", "protein list", ENCODE_FIX):
+        ids = [row[0] for row in _protein_lines(d)]
     scores = load_sparse_npz(d / "scores.npz", "score matrix", ENCODE_FIX)
     if scores.shape[0] != len(ids):
         raise CorruptFileError(f"{d / 'scores.npz'}: {scores.shape[0]} rows but {d / 'proteins.txt'} lists "
                                f"{len(ids)} proteins; {ENCODE_FIX}")
     return scores, ids
+
+
+def load_lengths(d: Path) -> np.ndarray | None:
+    """Residues per protein as encoded (None for a proteins.txt without the length column)."""
+    rows = _protein_lines(d)
+    if not rows or any(len(r) < 2 for r in rows):
+        return None
+    return np.asarray([int(r[1]) for r in rows], dtype=np.int64)
 
 
 def read_decoder_share(encoded: Manifest) -> np.ndarray | None:

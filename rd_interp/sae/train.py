@@ -89,8 +89,16 @@ class TrainConfig:
             raise ConfigError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
 
 
-def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int, seed: int) -> tuple[np.ndarray, float, np.ndarray]:
-    """(mean [d] float32, scale, sample rows used) from up to n_sample training rows, accumulated in float64."""
+def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int, seed: int,
+                      blocks: list[tuple[int, int]] | None = None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """(mean [d] float32, scale, sample rows used, per-dimension block scale [d]) from up to n_sample training
+    rows, accumulated in float64.
+
+    Without blocks: one global scale so that E||x'||^2 = d (block scale all ones). With blocks (column ranges
+    covering the input, e.g. the base prefix and the residual block of an rd space): each block is scaled to
+    the same mean squared norm d / n_blocks, so a narrow, low-variance block is not drowned by a wide one;
+    E||x'||^2 = d still holds and the global scale is 1.
+    """
     pool_n = source.n_rows if rows is None else rows.size
     rng = np.random.default_rng([int(seed), 0x9E0])
     if pool_n <= n_sample:
@@ -106,14 +114,26 @@ def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int
         s1 += block.sum(0, dtype=np.float64)
         count += block.shape[0]
     mean = s1 / count
-    ss = 0.0
+    ss = np.zeros(d, dtype=np.float64)
     for _, block in source.iter_rows(sample, chunk_rows=32768):
-        ss += float(((block.astype(np.float64) - mean) ** 2).sum())
-    msq = ss / count
+        ss += ((block.astype(np.float64) - mean) ** 2).sum(0)
+    msq = float(ss.sum()) / count
     if not msq > 0:
         raise ValueError(f"{source.name}: training vectors have zero variance; nothing to learn")
+    dim_scale = np.ones(d, dtype=np.float32)
+    if blocks:
+        covered = np.zeros(d, bool)
+        for a, b in blocks:
+            covered[a:b] = True
+            msq_b = float(ss[a:b].sum()) / count
+            if not msq_b > 0:
+                raise ValueError(f"{source.name}: block [{a}, {b}) has zero variance; cannot scale it")
+            dim_scale[a:b] = np.float32(math.sqrt(d / len(blocks) / msq_b))
+        if not covered.all():
+            raise ValueError(f"blocks {blocks} do not cover the {d} input dimensions")
+        return mean.astype(np.float32), 1.0, sample, dim_scale
     scale = math.sqrt(d / msq)
-    return mean.astype(np.float32), float(np.float32(scale)), sample
+    return mean.astype(np.float32), float(np.float32(scale)), sample, dim_scale
 
 
 def _check_finite(block: np.ndarray, idx: np.ndarray, source: DataSource) -> None:
@@ -166,12 +186,16 @@ def train_sae(
     stop_after: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    blocks: list[tuple[int, int]] | None = None,
+    untrained: bool = False,
 ) -> SparseAutoencoder:
     """Train an SAE on `data` (array [N, D] or EmbeddingStore), optionally on `columns` and `rows` only.
 
     `checkpoint_dir`: a checkpoint is written there every `checkpoint_every` steps and at the end; if
     one exists (from the same data/config) training resumes from it. `stop_after`: run at most that many
     steps in this call (checkpoint, then return the partly trained SAE) - for time-sliced jobs.
+    `blocks`: column ranges scaled to equal mean squared norm before the SAE (see fit_preprocessing).
+    `untrained`: fit the pre-processing only and return the randomly initialised SAE (a control).
     `seed` fixes the initialisation and the batch order; the returned SAE's ``provenance`` holds the
     resolved settings, final running statistics (``train``) and the data it saw (``source``).
     """
@@ -192,9 +216,10 @@ def train_sae(
     seed = int(seed)
 
     sae = SparseAutoencoder(sae_cfg, seed=seed)
-    mean, scale, _ = fit_preprocessing(source, rows, cfg.norm_rows, seed)
+    mean, scale, _, dim_scale = fit_preprocessing(source, rows, cfg.norm_rows, seed, blocks)
     with torch.no_grad():
         sae.pre_mean.copy_(torch.from_numpy(mean))
+        sae.pre_dim_scale.copy_(torch.from_numpy(dim_scale))
         sae.pre_scale.fill_(scale)
         # b_dec starts at the data mean in pre-processed space, which is 0 by construction (SAE init).
     sae.to(dev)
@@ -205,7 +230,7 @@ def train_sae(
                    "columns": columns_to_json(source.columns, source.full_dim), "full_dim": source.full_dim,
                    "n_train_rows": n_train}
     fingerprint = sha256_json({"sae": to_dict(sae_cfg), "train": to_dict(cfg), "seed": seed,
-                               "source": _portable(source_info), "rows": _rows_digest(rows)})
+                               "source": _portable(source_info), "rows": _rows_digest(rows), "blocks": blocks})
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     state = read_checkpoint(ckpt_path, dev) if ckpt_path is not None and ckpt_path.is_file() else None
@@ -221,6 +246,8 @@ def train_sae(
 
     order = BatchOrder(rows, source.n_rows, cfg.batch_size, seed)
     end = n_steps if stop_after is None else min(n_steps, start + int(stop_after))
+    if untrained:
+        end = start = 0
     bar = None
     if progress and end > start:
         from tqdm.auto import tqdm
@@ -283,6 +310,7 @@ def train_sae(
         "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
         "running_fvu": run_fvu, "running_l0": run_l0, "device": str(dev),
         "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
+        "untrained": bool(untrained), "blocks": blocks,
         "train_config": to_dict(cfg),
     }
     return sae

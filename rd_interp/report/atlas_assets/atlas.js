@@ -607,7 +607,7 @@
     var f = $('footer');
     (META.notes || []).forEach(function (n) { f.appendChild(el('p', '', n)); });
     var v = META.created_by || {};
-    f.appendChild(el('p', '', META.format + ' · rd_interp ' + (v.rd_interp || '?') + ' · stratum: decoder share on the first block ≥ ' +
+    f.appendChild(el('p', '', META.format + ' · rd_interp ' + (v.rd_interp || '?') + ' · stratum: decoder share on the first block relative to its share of the dimensions ≥ ' +
       META.share_thresholds[0] + ' base, ≤ ' + META.share_thresholds[1] + ' residual, else mixed · UniProt and QuickGO links open only on click.'));
   }
 

@@ -27,9 +27,11 @@ from typing import Any, Literal
 from rd_interp.data.config import SHIPPED, DataConfig
 from rd_interp.distill.config import DistillConfig
 from rd_interp.enrich.config import EnrichConfig
+from rd_interp.io import datasets
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError, dumps_dataclass_toml, from_dict, read_config_file, to_dict
 from rd_interp.plm.config import ModelsConfig
+from rd_interp.plm.esm import known_width
 from rd_interp.probe.config import ProbeConfig
 from rd_interp.report.config import ReportConfig
 from rd_interp.sae.config import SPACES, EncodeConfig, SAEStageConfig
@@ -75,6 +77,30 @@ class RunConfig:
             sub = getattr(self, f.name)
             if hasattr(sub, "validate"):
                 sub.validate()
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Limits across stages that are knowable before any work: protein count, SAE width vs k."""
+        n = self.data.max_proteins or (datasets.manifest()["eval"]["proteins"] if self.data.fasta == SHIPPED else 0)
+        if n and self.enrich.min_proteins > n:
+            raise ConfigError(f"enrich.min_proteins = {self.enrich.min_proteins} but the run has at most {n} proteins "
+                              f"({'data.max_proteins' if self.data.max_proteins else 'the shipped set'}): every latent "
+                              "would be skipped")
+        fam = self.models.family
+        widths = {"large": known_width(fam[-1]), "small": known_width(fam[0]), "control.untrained": known_width(fam[-1]),
+                  "rd.base": known_width(fam[0]) if len(fam) == 2 else None}  # other spaces' widths depend on data
+        s = self.sae
+        for space in s.spaces:
+            d = widths.get(space)
+            if d is None or s.architecture == "relu":
+                continue
+            n_lat = s.n_latents or s.expansion * d
+            k = max(1, round(s.k_ratio * d)) if s.k_ratio > 0 else s.k
+            if k > n_lat:
+                raise ConfigError(f"sae.k = {k} active latents but the {space} space (width {d}) gets only "
+                                  f"n_latents = {n_lat}; lower sae.k or raise sae.expansion / sae.n_latents")
 
     # -- round trips ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:

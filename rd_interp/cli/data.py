@@ -63,6 +63,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from rd_interp.io.annotations import check_overlap, read_annotations
     from rd_interp.io.fasta import summarize_fasta
 
     s = summarize_fasta(args.fasta, keep_ids=bool(args.annotations))
@@ -80,7 +81,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{s.n_nonstandard:,} contain X/B/U/Z/O"),
     ]
     if args.annotations:
-        from rd_interp.io.annotations import read_annotations
         from rd_interp.io.go import Ontology
 
         onto = Ontology.load(args.obo)
@@ -93,11 +93,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         lines += ann.report.lines()
         lines.append(f"  overlap: {annotated:,} of {len(ids):,} FASTA proteins annotated; "
                      f"{len(ann) - annotated:,} annotated proteins not in the FASTA")
-        if annotated == 0:
-            lines.append("  WARNING: no FASTA id has annotations; ids must match exactly (UniProt 'sp|ACC|NAME' "
-                         "headers are read as ACC)")
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print("\n".join(lines))
+    if args.annotations:  # no overlap at all: the report above, then one error line and exit 1
+        check_overlap(s.ids, ann, fasta=str(args.fasta), source=str(args.annotations), descriptions=s.descriptions)
     return 0

@@ -43,12 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cmd_enrich(args: argparse.Namespace) -> int:
     from rd_interp.enrich import run as enrich_stage
     from rd_interp.io import datasets
-    from rd_interp.io.manifest import file_input, load_manifest
+    from rd_interp.io.manifest import file_input, open_stage
 
     cfg = config_from_args(EnrichConfig, args, table="enrich")
     if args.encoded:
-        inputs = {"scores": load_manifest(args.encoded)}
+        inputs = {"scores": open_stage(args.encoded)}
     elif args.scores and args.proteins:
+        from rd_interp.io.integrity import load_sparse_npz
+
+        # Read once through the integrity layer so a damaged file is named (the stage's reader would raise
+        # a bare BadZipFile); cheap next to the enrichment itself.
+        load_sparse_npz(args.scores, "score matrix", "write it again (scipy.sparse.save_npz)")
         inputs = {"scores": file_input(args.scores), "proteins": file_input(args.proteins)}
         if args.decoder_share:
             if args.base_fraction is None:
@@ -58,7 +63,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give an encode folder (ENCODED) or both --scores and --proteins")
     if args.data:
-        inputs["data"] = load_manifest(args.data)
+        inputs["data"] = open_stage(args.data)
     else:
         inputs["data"] = {"annotations": file_input(args.annotations or datasets.shipped_annotations()),
                           "ontology": file_input(args.obo or datasets.shipped_obo())}

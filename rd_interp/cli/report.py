@@ -82,7 +82,7 @@ def atlas(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rd_interp.io.manifest import is_stage_dir, load_manifest
+    from rd_interp.io.manifest import is_stage_dir, load_manifest, open_stage
 
     sources = [Path(s) for s in args.sources]
     if all(is_stage_dir(s) for s in sources):
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.out is None:
             raise ValueError("--out is required when rendering from enrich folders")
-        stages = [load_manifest(s) for s in sources]
+        stages = [open_stage(s) for s in sources]
         bad = [str(m.dir) for m in stages if m.stage != "enrich"]
         if bad:
             raise ValueError(f"{bad[0]}: not an enrich folder (a {load_manifest(bad[0]).stage!r} stage)")

@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(rd by default), encode with the run's SAE and list the most active latents with the GO "
                     "terms those latents were found enriched for.")
     p.add_argument("run_dir", help="output folder of a finished `rd-interp run`/`demo`")
-    p.add_argument("query", help="a protein sequence, or a FASTA file")
+    p.add_argument("query", help="a protein sequence (residue letters), or a FASTA file (./NAME for a file named "
+                                 "with residue letters only)")
     p.add_argument("--space", default="rd", help="large | rd | rd.base | rd.residual | small (default: rd)")
     p.add_argument("--seed", type=int, default=None, help="which SAE seed (default: the first)")
     p.add_argument("--top", type=int, default=10, help="latents per protein (default 10)")
@@ -81,12 +82,15 @@ def _load(path: str):
 
 
 def _execute(cfg, args) -> int:
+    from rd_interp.io.atomic import ensure_writable_dir
     from rd_interp.pipeline.run import Pipeline
 
     if args.device:
         cfg.device = args.device
+    ensure_writable_dir(cfg.out_dir or ".", "output folder (out_dir)")  # a file or read-only folder: fail now
     t0 = time.perf_counter()
-    pipe = Pipeline(cfg, force=tuple(args.force), no_recompute=args.no_recompute)
+    pipe = Pipeline(cfg, force=tuple(args.force), no_recompute=args.no_recompute,
+                    progress=not getattr(args, "quiet", False))
     stages = pipe.run(until=args.until)
     print(f"finished in {time.perf_counter() - t0:.1f} s; stage times (s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in pipe.timings.items()))
@@ -146,7 +150,10 @@ def _cmd_verify(args) -> int:
         raise FileNotFoundError(f"{root}: no finished stages under {root / 'stages'}")
     bad = 0
     for d in stage_dirs:
-        problems = load_manifest(d).verify(full=True)
+        try:
+            problems = load_manifest(d).verify(full=True)
+        except ValueError as exc:  # an unreadable manifest is one more damaged stage, not the end of the check
+            problems = [str(exc)]
         for problem in problems:
             print(f"DAMAGED {problem}")
         bad += bool(problems)
@@ -163,7 +170,9 @@ def _cmd_explain(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for prot in rows:
-        print(f"# {prot['id']} ({prot['length']} aa) — space {prot['space']}, SAE seed {prot['seed']}")
+        cut = (f", TRUNCATED to its first {prot['residues_used']}: set models.long_mode = 'window' to use all"
+               if prot["truncated"] else "")
+        print(f"# {prot['id']} ({prot['length']} aa{cut}) — space {prot['space']}, SAE seed {prot['seed']}")
         print(f"{'latent':>7} {'act':>8}  best GO terms (BH-adjusted p)")
         for lat in prot["latents"]:
             terms = "; ".join(f"{t['go_id']} {t['name']} ({t['p_adj']:.1e})" for t in lat["terms"][:3])

@@ -84,12 +84,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_encode(args) -> int:
-    from rd_interp.io.manifest import load_manifest
+    from rd_interp.io.manifest import open_stage
     from rd_interp.sae import run as sae_stage
 
     _threads(args.threads)
     cfg = config_from_args(EncodeConfig, args, table="encode")
-    m = sae_stage.encode({"sae": load_manifest(args.sae_dir)}, cfg, args.out, store=args.store)
+    m = sae_stage.encode({"sae": open_stage(args.sae_dir)}, cfg, args.out, store=args.store)
     print(json.dumps({"out": str(args.out), **{k: m.result[k] for k in ("n_proteins", "n_latents", "nnz")}}))
     return 0
 
@@ -109,7 +109,7 @@ def cmd_eval(args) -> int:
 
     from rd_interp.io.atomic import write_json
     from rd_interp.io.inputs import input_store, open_store
-    from rd_interp.io.manifest import is_stage_dir, load_manifest
+    from rd_interp.io.manifest import is_stage_dir, open_stage
     from rd_interp.sae.io import load_sae
     from rd_interp.sae.metrics import evaluate
     from rd_interp.sae.run import heldout_rows
@@ -118,7 +118,7 @@ def cmd_eval(args) -> int:
     if args.store:
         store = open_store(args.store)[0]
     elif is_stage_dir(args.sae_dir):
-        store = input_store(load_manifest(args.sae_dir))
+        store = input_store(open_stage(args.sae_dir))
     else:
         raise ValueError(f"{args.sae_dir}: not a folder of `rd-interp sae train`; pass --store")
     rows = heldout_rows(sae, store) if args.rows == "heldout" else None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rd_interp.data.config import ANALYSIS, SHIPPED, DataConfig, FitSetConfig
 from rd_interp.io import datasets
-from rd_interp.io.annotations import read_annotations, write_annotations_tsv
+from rd_interp.io.annotations import check_overlap, read_annotations, write_annotations_tsv
 from rd_interp.io.atomic import atomic_path, write_json
 from rd_interp.io.fasta import read_fasta, write_fasta
 from rd_interp.io.go import Ontology
@@ -63,6 +63,8 @@ def run(inputs: dict, cfg: DataConfig, out_dir: str | Path, *, seed: int = 0) ->
     records = [r for r in read_fasta(paths["fasta"]) if cfg.min_length <= len(r.sequence) <= cfg.max_length]
     if not records:
         raise ValueError(f"{paths['fasta']}: no sequences with length in {cfg.min_length}..{cfg.max_length}")
+    check_overlap([r.id for r in records], annotations, fasta=str(paths["fasta"]), source=str(paths["annotations"]),
+                  descriptions=[r.description for r in records])  # no overlap: fail now, not with "0 GO terms"
     annotated = set(annotations.proteins)
     n_unannotated = sum(r.id not in annotated for r in records)
     if cfg.max_proteins and len(records) > cfg.max_proteins:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,10 +31,10 @@ class DistillConfig(FitSetConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.sigma_sq is not None and not self.sigma_sq > 0:
-            raise ConfigError("distill.sigma_sq must be > 0 when given")
-        if not self.alpha > 0:
-            raise ConfigError("distill.alpha must be > 0")
+        if self.sigma_sq is not None and not 0 < self.sigma_sq < math.inf:
+            raise ConfigError(f"distill.sigma_sq must be a finite number > 0 when given, got {self.sigma_sq}")
+        if not 0 < self.alpha < math.inf:
+            raise ConfigError(f"distill.alpha must be a finite number > 0, got {self.alpha}")
         if not 0 < self.min_variance_explained <= 1:
             raise ConfigError("distill.min_variance_explained must be in (0, 1]")
         if self.chunk_rows < 1:

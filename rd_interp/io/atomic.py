@@ -7,9 +7,11 @@ so an interrupted job never leaves a half-written file that a later run would tr
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +26,7 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+_FULL_BYTES = 1 << 20  # free space below which a failed write is reported as a full disk
 
 
 @contextlib.contextmanager
@@ -37,16 +40,59 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be shareable like open() makes them
     try:
         yield tmp_path
+        # mkstemp makes 0600, and so do writers that replace the file themselves (safetensors): results are
+        # set to what open() would make, after the writer is done, so every output has the same permissions.
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        named = _name_write_error(exc, path, tmp_path)
+        if named is not None:
+            raise named from exc
         raise
+
+
+def _name_write_error(exc: BaseException, path: Path, tmp: Path) -> OSError | None:
+    """A write failure as an OSError naming `path` (a bare "No space left on device" names nothing, and the
+    temporary file's name means nothing to a user).
+
+    Writers that are not plain file objects (torch.save, safetensors) report a full disk as their own
+    RuntimeError; it is recognised by the disk actually being (nearly) full."""
+    if not isinstance(exc, Exception):
+        return None
+    if isinstance(exc, OSError) and exc.filename is not None and str(tmp) not in (str(exc.filename),
+                                                                                  str(exc.filename2)):
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or str(exc), str(path))
+    # No errno: numpy's "N requested and M written", torch's and safetensors' own write errors.
+    try:
+        full = shutil.disk_usage(path.parent).free < _FULL_BYTES
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"write failed ({exc})", str(path)) if isinstance(exc, OSError) else None
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `path` if needed and prove it is writable, before any work: errors name the folder."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"the {what} exists and is not a folder", str(p))
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".rd_interp-write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write in the {what} ({exc.strerror})", str(p)) from None
+    return p
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

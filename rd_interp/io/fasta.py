@@ -66,11 +66,12 @@ def _check_file(path: str | os.PathLike) -> Path:
 
 
 def open_text(path: str | os.PathLike) -> IO[str]:
-    """Open a plain or gzip-compressed text file (detected from its magic bytes, not its suffix)."""
+    """Open a plain or gzip-compressed UTF-8 text file (gzip detected from its magic bytes, not its suffix)."""
     path = _check_file(path)
+    # utf-8-sig: UTF-8 whatever the locale, and a leading BOM (Windows editors) is not part of the first line.
     if _is_gzip(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="strict", newline=None)
-    return open(path, encoding="utf-8", errors="strict", newline=None)
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="strict", newline=None)
+    return open(path, encoding="utf-8-sig", errors="strict", newline=None)
 
 
 def iter_lines(path: str | os.PathLike, error: type[ValueError] = ValueError) -> Iterator[tuple[int, str]]:
@@ -86,9 +87,9 @@ def iter_lines(path: str | os.PathLike, error: type[ValueError] = ValueError) ->
         try:
             for lineno, raw in enumerate(fh, start=1):
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # a leading BOM is dropped
                 except UnicodeDecodeError as exc:
-                    raise error(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                    raise error(f"{path}:{lineno}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at column "
                                 f"{exc.start + 1}); is this a binary file?") from None
                 yield lineno, text.rstrip("\r\n")
         except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip stream
@@ -255,7 +256,7 @@ def write_fasta(
         else:
             stream = raw
         try:
-            buf = io.TextIOWrapper(stream, encoding="ascii", newline="\n", write_through=False)
+            buf = io.TextIOWrapper(stream, encoding="utf-8", newline="\n", write_through=False)
             for i, rec in enumerate(records):
                 if isinstance(rec, FastaRecord):
                     rid, desc, seq = rec.id, rec.description, rec.sequence
@@ -308,10 +309,12 @@ class FastaSummary:
     n_nonstandard: int = 0  # records containing X, B, U, Z or O
     sha256: str = ""
     ids: list[str] = field(default_factory=list, repr=False)
+    descriptions: list[str] = field(default_factory=list, repr=False)  # header text after the id (keep_ids)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d.pop("ids")
+        d.pop("descriptions")
         return d
 
 
@@ -327,6 +330,7 @@ def summarize_fasta(path: str | os.PathLike, *, keep_ids: bool = False) -> Fasta
         s.n_nonstandard += _NONSTANDARD.search(rec.sequence) is not None
         if keep_ids:
             s.ids.append(rec.id)
+            s.descriptions.append(rec.description)
     s.n_records = len(lengths)
     s.min_length, s.max_length = min(lengths), max(lengths)
     s.median_length = float(statistics.median(lengths))

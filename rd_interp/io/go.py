@@ -10,6 +10,7 @@ loading of the shipped gzipped OBO through a checksum-verified cache (goatools r
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -152,8 +153,29 @@ def _open_obo(path: Path):
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     if gz:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+@contextlib.contextmanager
+def _goatools_reads_utf8():
+    """goatools opens the OBO with the locale's encoding; make it UTF-8 (BOM dropped) whatever the locale.
+
+    Why: under LC_ALL=C (or any non-UTF-8 locale without Python's UTF-8 mode) a term name with one
+    non-ASCII character would fail inside goatools with a bare codec error naming nothing.
+    """
+    from goatools import obo_parser
+
+    had = "open" in vars(obo_parser)
+    old = vars(obo_parser).get("open")
+    obo_parser.open = functools.partial(open, encoding="utf-8-sig")  # module global shadows the builtin
+    try:
+        yield
+    finally:
+        if had:
+            obo_parser.open = old
+        else:
+            del obo_parser.open
 
 
 def _plain_obo(path: Path) -> Path:
@@ -167,7 +189,7 @@ def _plain_obo(path: Path) -> Path:
         target = base / f"{stem}-{key}.obo"
         sidecar = target.with_name(target.name + ".sha256")
         try:
-            if target.is_file() and sidecar.is_file() and sha256_file(target) == sidecar.read_text().strip():
+            if target.is_file() and sidecar.is_file() and sha256_file(target) == sidecar.read_text(encoding="ascii", errors="replace").strip():
                 return target
             h = hashlib.sha256()
             with atomic_path(target) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -175,7 +197,7 @@ def _plain_obo(path: Path) -> Path:
                     h.update(block)
                     dst.write(block)
             with atomic_path(sidecar) as tmp:
-                tmp.write_text(h.hexdigest() + "\n")
+                tmp.write_text(h.hexdigest() + "\n", encoding="ascii")
             return target
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise OboError(f"{path}:1: corrupt gzip file ({exc})") from None
@@ -222,7 +244,7 @@ class Ontology:
         scan = _scan_obo(plain, str(src))
         from goatools.obo_parser import GODag
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _goatools_reads_utf8():
             dag = GODag(str(plain), optional_attrs={"relationship"}, load_obsolete=False, prt=None)
         onto = cls(dag, plain, scan.data_version or "unknown", scan.obsolete, source=src)
         _LOADED[key] = onto

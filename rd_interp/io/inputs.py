@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rd_interp.io.atomic import sha256_json
-from rd_interp.io.manifest import Manifest, is_stage_dir, load_manifest
+from rd_interp.io.manifest import Manifest, is_stage_dir, open_stage
 from rd_interp.io.store import EmbeddingStore
 
 
@@ -44,7 +44,7 @@ def open_store(source: Any, name: str | None = None) -> tuple[EmbeddingStore, An
         return EmbeddingStore(source.path(source.result["store"])), source
     p = Path(source).expanduser()
     if is_stage_dir(p):
-        return open_store(load_manifest(p), name)
+        return open_store(open_stage(p), name)  # verified: a stage folder given by path is not trusted unchecked
     if name is not None:
         raise ValueError(f"{p}: a bare embedding store has no named stores (asked for {name!r})")
     store = EmbeddingStore(p)

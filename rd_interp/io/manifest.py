@@ -243,6 +243,22 @@ def load_manifest(stage_dir: str | os.PathLike) -> Manifest:
         raise ManifestError(f"{p}: malformed manifest ({exc})") from None
 
 
+def open_stage(stage_dir: str | os.PathLike, *, max_bytes: int = VERIFY_MAX_BYTES) -> Manifest:
+    """A finished stage given by the user (a command's input), verified like a cached one before use.
+
+    Why: the run's cache verifies every stage it reuses; a stage folder passed to a stage command
+    (`rd-interp enrich ENCODED`, `sae encode SAE_DIR` ...) gets the same check, so an edited or truncated
+    output fails here, named, instead of being read.
+    """
+    m = load_manifest(Path(stage_dir).expanduser())
+    problems = m.verify(max_bytes=max_bytes)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ManifestError(f"{problems[0]}{more}; recompute the {m.stage} stage (`rd-interp run` recomputes a "
+                            f"damaged stage, or rerun the command that made {m.dir})")
+    return m
+
+
 def is_stage_dir(path: str | os.PathLike) -> bool:
     """True for a folder holding a stage manifest (an embedding store's own manifest.json is not one)."""
     p = Path(path) / MANIFEST

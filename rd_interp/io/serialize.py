@@ -63,8 +63,19 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
     validate = getattr(obj, "validate", None)
     if callable(validate):
-        validate()
+        try:
+            validate()
+        except ConfigError as exc:
+            raise ConfigError(_qualified(str(exc), where, fields)) from None
     return obj
+
+
+def _qualified(msg: str, where: str, fields: dict) -> str:
+    """'k: must be >= 1' from the [sae] table -> 'sae.k: must be >= 1': every error names the full key."""
+    head = msg.split(":", 1)[0].split(" ", 1)[0]
+    if where and head in fields:
+        return f"{where}.{msg}"
+    return msg
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

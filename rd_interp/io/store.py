@@ -22,12 +22,14 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from rd_interp.io.atomic import read_json, write_json, write_npy, write_text
+from rd_interp.io.integrity import CorruptFileError, load_npy
 from rd_interp.io.provenance import versions
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ _DTYPES = ("float16", "float32")
 _SHARD_RE = re.compile(r"^shard-(\d{5})\.json$")
 # Keys the writer adds itself; a caller's manifest is compared on everything else.
 _OWN_KEYS = ("format", "dim", "dtype", "shard_rows", "created_by", "complete", "n_proteins", "n_rows", "shards")
-
+#: How to get a damaged store back (said in every integrity error).
+FIX = ("recompute it: `rd-interp run` recomputes a damaged stage (`rd-interp verify OUT` lists them); "
+       "a store of `rd-interp embed`: delete its folder and rerun the command")
 
 
 class StoreError(ValueError):
@@ -78,30 +82,46 @@ class EmbeddingStore:
             raise StoreError(
                 f"{self.path}: store is incomplete (an interrupted run); rerun the same command to resume it"
             )
-        self.dim = int(self.manifest["dim"])
-        self.dtype = np.dtype(self.manifest["dtype"])
-        ids_text = (self.path / "ids.txt").read_text(encoding="utf-8")
+        try:
+            self.dim = int(self.manifest["dim"])
+            self.dtype = np.dtype(self.manifest["dtype"])
+            shards = [(str(e["name"]), int(e["rows"])) for e in self.manifest["shards"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{mpath}: malformed store manifest ({exc}); {FIX}") from None
+        ids_path = self.path / "ids.txt"
+        if not ids_path.is_file():
+            raise StoreError(f"{ids_path}: missing; {FIX}")
+        try:
+            ids_text = ids_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{ids_path}: not UTF-8 text (byte {exc.start}); {FIX}") from None
         self.ids: list[str] = ids_text.split("\n")[:-1] if ids_text else []
-        self.offsets = np.load(self.path / "offsets.npy", allow_pickle=False).astype(np.int64)
-        self.lengths = np.load(self.path / "lengths.npy", allow_pickle=False).astype(np.int64)
+        try:
+            self.offsets = load_npy(self.path / "offsets.npy", "store index", FIX).astype(np.int64)
+            self.lengths = load_npy(self.path / "lengths.npy", "store index", FIX).astype(np.int64)
+        except (CorruptFileError, FileNotFoundError) as exc:
+            raise StoreError(str(exc)) from None
         if not (len(self.ids) == len(self.offsets) == len(self.lengths)):
-            raise StoreError(f"{self.path}: index files disagree on the number of proteins")
+            raise StoreError(f"{self.path}: index files disagree on the number of proteins; {FIX}")
         self._shards: list[np.ndarray] = []
         starts = [0]
-        for entry in self.manifest["shards"]:
-            arr = np.load(self.path / "shards" / f"{entry['name']}.npy", mmap_mode="r", allow_pickle=False)
-            if arr.shape != (entry["rows"], self.dim) or arr.dtype != self.dtype:
-                raise StoreError(
-                    f"{self.path}/shards/{entry['name']}.npy: shape {arr.shape} {arr.dtype}, manifest says "
-                    f"({entry['rows']}, {self.dim}) {self.dtype}"
-                )
+        for name, rows in shards:
+            npy = self.path / "shards" / f"{name}.npy"
+            try:  # size-checked before the mmap: a short shard is named, not "mmap length is greater ..."
+                arr = load_npy(npy, "embedding shard", FIX, mmap=True)
+            except (CorruptFileError, FileNotFoundError) as exc:
+                raise StoreError(str(exc)) from None
+            if arr.shape != (rows, self.dim) or arr.dtype != self.dtype:
+                raise StoreError(f"{npy}: shape {arr.shape} {arr.dtype}, manifest says ({rows}, {self.dim}) "
+                                 f"{self.dtype}; {FIX}")
             self._shards.append(arr)
             starts.append(starts[-1] + arr.shape[0])
         self._starts = np.asarray(starts, dtype=np.int64)
         self.n_rows = int(self._starts[-1])
         self.n_proteins = len(self.ids)
         if self.n_proteins and int(self.offsets[-1] + self.lengths[-1]) != self.n_rows:
-            raise StoreError(f"{self.path}: index covers {self.offsets[-1] + self.lengths[-1]} rows, shards hold {self.n_rows}")
+            raise StoreError(f"{self.path}: index covers {self.offsets[-1] + self.lengths[-1]} rows, shards hold "
+                             f"{self.n_rows}; {FIX}")
         self._pos: dict[str, int] | None = None
 
     # -- by protein -----------------------------------------------------------------------------
@@ -340,19 +360,18 @@ class StoreWriter:
         sdir.mkdir(exist_ok=True)
         committed = sorted(int(m.group(1)) for f in sdir.iterdir() if (m := _SHARD_RE.match(f.name)))
         for expect, i in enumerate(committed):
-            if i != expect:
-                raise StoreError(f"{sdir}: shard {_shard_name(expect)} is missing but later shards exist; store is corrupt")
-            rec = read_json(sdir / f"{_shard_name(i)}.json")
-            npy = sdir / f"{_shard_name(i)}.npy"
-            try:
-                arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise StoreError(f"{npy}: committed shard cannot be read ({exc}); store is corrupt") from None
-            if arr.shape != (rec["rows"], self.dim) or sum(rec["lengths"]) != rec["rows"]:
-                raise StoreError(f"{npy}: shape {arr.shape} does not match its record; store is corrupt")
-            self._shards.append({"name": _shard_name(i), "rows": rec["rows"], "sha256": rec["sha256"]})
-            self._ids.extend(rec["ids"])
-            self._lengths.extend(rec["lengths"])
+            problem = (f"{sdir / _shard_name(expect)}.json: missing although later shards exist" if i != expect
+                       else self._check_committed(sdir, _shard_name(i)))
+            if problem:
+                # Shards are appended in order: drop this one and every later one, and embed them again.
+                log.warning("%s; discarding it and %d later shard(s), their proteins are embedded again",
+                            problem, len(committed) - expect - 1)
+                for j in committed[expect:]:
+                    (sdir / f"{_shard_name(j)}.json").unlink(missing_ok=True)  # the record first: the commit point
+                    (sdir / f"{_shard_name(j)}.npy").unlink(missing_ok=True)
+                old["complete"] = False
+                self._write_manifest(complete=False)
+                break
         # Leftovers of an interrupted shard write: an .npy without its record, temp files.
         for f in sdir.iterdir():
             m = re.match(r"^(shard-\d{5})\.npy$", f.name)
@@ -362,6 +381,32 @@ class StoreWriter:
         self._complete = bool(old.get("complete"))
         if self._ids:
             log.info("%s: resuming, %d proteins (%d rows) already stored", self.path, len(self._ids), sum(self._lengths))
+
+    def _check_committed(self, sdir: Path, name: str) -> str | None:
+        """Load one committed shard for a resume, checking it against its record; a problem, or None."""
+        try:
+            rec = read_json(sdir / f"{name}.json")
+            rows, lengths, sha = int(rec["rows"]), [int(n) for n in rec["lengths"]], str(rec["sha256"])
+            ids = [str(i) for i in rec["ids"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"{sdir / (name + '.json')}: unreadable shard record ({exc})"
+        npy = sdir / f"{name}.npy"
+        try:
+            arr = load_npy(npy, "committed shard", FIX, mmap=True)
+        except (CorruptFileError, FileNotFoundError) as exc:
+            return str(exc).split("; ")[0]
+        if arr.shape != (rows, self.dim) or arr.dtype != self.dtype or sum(lengths) != rows or len(ids) != len(lengths):
+            return f"{npy}: shape {arr.shape} {arr.dtype} does not match its record"
+        h = hashlib.sha256()
+        step = max(1, (64 << 20) // max(1, arr.itemsize * self.dim))
+        for a in range(0, rows, step):  # in blocks: a shard can be larger than RAM
+            h.update(np.ascontiguousarray(arr[a:a + step]).tobytes())
+        if h.hexdigest() != sha:
+            return f"{npy}: sha256 differs from its record (edited or corrupt)"
+        self._shards.append({"name": name, "rows": rows, "sha256": sha})
+        self._ids.extend(ids)
+        self._lengths.extend(lengths)
+        return None
 
     # -- writing --------------------------------------------------------------------------------
     def append(self, protein_id: str, array: np.ndarray) -> None:

@@ -6,14 +6,18 @@ the stage's own run() computes the same key when it writes its manifest, and a m
 fails loudly. A finished stage is reused only after its manifest's files verify (size always; checksum
 up to a size); a corrupt one is recomputed with a warning (or refused with ``no_recompute``). A stage
 interrupted half-way finds its partial folder and resumes (the store writer and SAE checkpoints are
-resumable).
+resumable). Each stage is locked while it is checked or made, so concurrent runs on one OUT never
+duplicate work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,11 @@ from rd_interp.io.manifest import (
     stage_key,
 )
 from rd_interp.io.options import key_dict
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows)
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +59,49 @@ def plan(root: Path, name: str, kind: str, cfg: Any, inputs: Mapping[str, Any], 
     return Stage(name=name, kind=kind, key=key, dir=Path(root) / "stages" / f"{name}-{key[:12]}")
 
 
+@contextlib.contextmanager
+def stage_lock(stage: Stage) -> Iterator[None]:
+    """Hold an advisory lock on one stage (OUT/stages/.locks/<stage folder>.lock) while it is checked or made.
+
+    Why: two `rd-interp run` on the same OUT would compute the same stage twice and race on its files.
+    The second waits, saying which process holds the lock, then finds the stage finished and reuses it.
+    The lock dies with its process (kill -9 included), so a stale lock file never blocks anyone.
+    """
+    if fcntl is None:  # pragma: no cover (Windows: no advisory locks; concurrent runs are not supported)
+        yield
+        return
+    lock = stage.dir.parent / ".locks" / f"{stage.dir.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            log.warning("stage %s: another rd-interp process (pid %s) is working on it (lock %s); waiting for it",
+                        stage.name, holder, lock)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def run_stage(stage: Stage, fn: Callable[[Path], Manifest], *, force: bool = False, no_recompute: bool = False,
               verify_max_bytes: int = VERIFY_MAX_BYTES) -> Manifest:
-    """Return the stage's manifest, running `fn(stage_dir)` unless a verified finished copy exists."""
+    """Return the stage's manifest, running `fn(stage_dir)` unless a verified finished copy exists.
+
+    The stage is locked for the whole check-or-make (see stage_lock), so concurrent runs never duplicate it."""
+    with stage_lock(stage):
+        return _run_stage(stage, fn, force=force, no_recompute=no_recompute, verify_max_bytes=verify_max_bytes)
+
+
+def _run_stage(stage: Stage, fn: Callable[[Path], Manifest], *, force: bool, no_recompute: bool,
+               verify_max_bytes: int) -> Manifest:
     if stage.done and not force:
         try:
             m = load_manifest(stage.dir)

@@ -8,7 +8,7 @@ folder (OUT) and the model weights are needed: it opens the stages recorded in O
 
 from __future__ import annotations
 
-import tempfile
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from rd_interp.distill.chain import ReverseDistillationChain
 from rd_interp.distill.run import CHAIN
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.io.atomic import read_json
-from rd_interp.io.fasta import FastaRecord, read_fasta
+from rd_interp.io.fasta import ESM_RESIDUES, FastaRecord, read_fasta
 from rd_interp.io.manifest import Manifest, load_manifest
 from rd_interp.pipeline.run import META_DIR
 from rd_interp.plm.embed import embed_sequences
@@ -29,14 +29,28 @@ from rd_interp.sae.io import load_sae
 from rd_interp.sae.run import SAE_DIR
 
 
-def _records(query: str) -> list[FastaRecord]:
-    path = Path(query)
-    if path.is_file():
-        return list(read_fasta(path))
-    with tempfile.TemporaryDirectory() as tmp:  # validate a bare sequence exactly like a FASTA record
-        f = Path(tmp) / "query.fasta"
-        f.write_text(f">query\n{query.strip()}\n", encoding="utf-8")
-        return list(read_fasta(f))
+def query_records(query: str) -> list[FastaRecord]:
+    """The proteins of a query: a bare sequence, or a FASTA file.
+
+    A string of residue letters (whitespace ignored, any case) is a sequence, decided without touching the
+    filesystem: a real protein is longer than a file name may be ("File name too long"). Anything else is
+    a FASTA path (so a file named only with residue letters is given as ./NAME).
+    """
+    compact = "".join(query.split()).upper()
+    if compact and compact.isascii() and ESM_RESIDUES.issuperset(compact):
+        return [FastaRecord("query", "", compact, 1)]
+    try:
+        is_file = Path(query).expanduser().is_file()
+    except (OSError, ValueError):  # e.g. too long for a path, or a NUL byte
+        is_file = False
+    if is_file:
+        return list(read_fasta(Path(query).expanduser()))
+    if compact and "/" not in query and os.sep not in query and "." not in query:  # meant as a sequence
+        bad = next(c for c in compact if c not in ESM_RESIDUES)
+        raise ValueError(f"query: invalid residue {bad!r} at position {compact.index(bad) + 1} of the sequence "
+                         f"(allowed: 20 standard amino acids and X, B, U, Z, O), and no file of that name")
+    raise FileNotFoundError(f"{query if len(query) <= 80 else query[:77] + '...'}: not a protein sequence and no "
+                            "such FASTA file")
 
 
 def finished_stage(run_dir: Path, index: dict[str, str], name: str) -> Manifest:
@@ -51,7 +65,10 @@ def finished_stage(run_dir: Path, index: dict[str, str], name: str) -> Manifest:
 
 def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = None, top: int = 10,
             n_terms: int = 5, device: str = "cpu") -> list[dict]:
-    run_dir = Path(run_dir)
+    """One row per query protein: its most active latents and their terms. Rows say how many residues
+    were used: a protein longer than the run's max_residues is truncated (long_mode = "truncate")."""
+    records = query_records(query)  # a bad query fails before anything is loaded
+    run_dir = Path(run_dir).expanduser()
     meta = run_dir / META_DIR
     if not (meta / "run.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no {META_DIR}/run.json; is this the output folder of `rd-interp run`?")
@@ -65,12 +82,15 @@ def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = 
     sae_stage = finished_stage(run_dir, index, f"sae-{space}-s{seed}")
     enrich_stage = finished_stage(run_dir, index, f"enrich-{space}-s{seed}")
 
-    records = _records(query)
     m = cfg.models
     family = m.family if space.startswith("rd") else ([m.family[-1]] if space == "large" else [m.family[0]])
+    embedded = {load_manifest(run_dir / d).params.get("model_sha256") for n, d in index.items() if n.startswith("embed-")}
     per_model: list[list[np.ndarray]] = []
     for name in family:
-        model, alphabet, _ = load_model(name, weights_dir=m.weights_dir or None, device=device)
+        model, alphabet, info = load_model(name, weights_dir=m.weights_dir or None, device=device)
+        if embedded and info.sha256 not in embedded:  # replaced weights would give silently different latents
+            raise ValueError(f"{info.source_path}: not the weights {run_dir} was computed with (sha256 differs); "
+                             "restore them or rerun `rd-interp run`")
         out: list[np.ndarray | None] = [None] * len(records)
         for i, arr in embed_sequences(model, alphabet, [r.sequence for r in records], layer=m.layer,
                                       device=device, long_mode=m.long_mode, max_residues=m.max_residues,
@@ -104,6 +124,8 @@ def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = 
                             "terms": [{"go_id": t.go_id, "name": t.name, "namespace": t.namespace,
                                        "p_adj": float(getattr(t, padj)), "fold": float(t.fold)}
                                       for t in terms.itertuples()]})
-        rows.append({"id": rec.id, "length": len(rec.sequence), "space": sae_stage.params.get("label"),
+        used = len(rec.sequence) if m.long_mode == "window" else min(len(rec.sequence), m.max_residues)
+        rows.append({"id": rec.id, "length": len(rec.sequence), "residues_used": used,
+                     "truncated": used < len(rec.sequence), "space": sae_stage.params.get("label"),
                      "seed": seed, "latents": latents})
     return rows

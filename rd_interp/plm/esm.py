@@ -11,6 +11,7 @@ the shipped family go through exactly the same code.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import pickle
@@ -38,6 +39,10 @@ ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 # ESM-2 was trained on crops of 1024 tokens including BOS and EOS.
 MAX_RESIDUES = 1022
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+
+
+#: Embedding widths of the ESM-2 releases (to check a config before any weights are loaded).
+ESM2_WIDTHS: dict[str, int] = {"8M": 320, "35M": 480, "150M": 640, "650M": 1280, "3B": 2560, "15B": 5120}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -71,6 +76,23 @@ def shipped_models() -> dict[str, Path]:
     """Shipped family members (data/models/<name>.pt) by name."""
     d = _models_dir()
     return {p.stem: p for p in sorted(d.glob("*.pt"))} if d.is_dir() else {}
+
+
+def known_width(name: str) -> int | None:
+    """Embedding width of a model from its name alone (ESM-2 releases, shipped members); None if unknown.
+
+    Reads no weights: it lets `config --check` catch sizes that cannot work (k > n_latents) in a second.
+    """
+    for size, fname in ESM2_MODELS.items():
+        if name in (size, size.lower(), fname):
+            return ESM2_WIDTHS[size]
+    path = shipped_models().get(name)
+    if path is not None and path.with_suffix(".json").is_file():
+        try:
+            return int(json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))["dim"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
 
 
 def hub_checkpoint_dir() -> Path:
@@ -133,11 +155,29 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: refusing to load: the checkpoint holds objects beyond tensors and plain containers "
             f"({str(exc).splitlines()[0]}). Only fair-esm checkpoints are supported."
         ) from None
-    except (RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                         "download or copy it again") from None
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{path}: not a fair-esm checkpoint (expected a dict with a 'model' state dict)")
     return data
+
+
+def builder_name(data: dict[str, Any], path: str | os.PathLike) -> str:
+    """The name that makes fair-esm build the architecture the checkpoint's *contents* describe.
+
+    fair-esm picks its builder from the model name (names starting with "esm2" get the ESM-2 builder,
+    anything else ESM-1's, which needs an 'args' entry), so a user's ``esm_35m_finetuned.pt`` holding
+    ESM-2 weights used to go to the wrong one. ESM-2 checkpoints carry ``cfg["model"]``, ESM-1 ones ``args``.
+    """
+    cfg = data.get("cfg")
+    if isinstance(cfg, dict) and "model" in cfg:
+        return "esm2_checkpoint"
+    if "args" in data:
+        return "esm1_checkpoint"
+    raise ValueError(f"{path}: not a fair-esm checkpoint: it has neither cfg['model'] (ESM-2) nor args (ESM-1); "
+                     f"keys: {sorted(map(str, data))[:8]}")
 
 
 def load_model(name: str | os.PathLike, *, weights_dir: str | os.PathLike | None = None, device: str = "cpu",
@@ -151,8 +191,7 @@ def load_model(name: str | os.PathLike, *, weights_dir: str | os.PathLike | None
 
     canon, path = resolve_checkpoint(name, weights_dir=weights_dir, download=download)
     data = load_checkpoint(path)
-    # fair-esm picks the ESM-2 builder from the name; checkpoints with a 'cfg' are ESM-2 style.
-    core_name = canon if canon.startswith("esm") else ("esm2_" + canon if "cfg" in data else canon)
+    core_name = builder_name(data, path)
     with warnings.catch_warnings():
         # Contact-regression weights are only needed for contact prediction, which we do not use.
         warnings.filterwarnings("ignore", message="Regression weights not found")

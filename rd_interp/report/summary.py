@@ -299,6 +299,12 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
             f"({rep.get('n_alt_mapped', 0)} via alt ids, {rep.get('n_obsolete_replaced', 0)} via replaced_by, "
             f"{rep.get('n_unknown', 0) + rep.get('n_obsolete_dropped', 0)} dropped and counted).",
         ]
+    embeds = (list(distill.input("embed")) if distill is not None else []) + [  # truncation is said, not hidden
+        sp.sae[s].input("store") for sp in spaces.values() for s in sp.sae if "dir" in sp.sae[s].inputs.get("store", {})]
+    cut = max((e for e in embeds if e.stage == "embed"), key=lambda e: e.result.get("n_truncated", 0), default=None)
+    if cut is not None and cut.result.get("n_truncated"):
+        notes.append(f"{cut.result['n_truncated']} proteins longer than {cut.config.get('max_residues')} residues were "
+                     "truncated to their first residues when embedding (models.long_mode = 'truncate').")
     if dinfo is not None:
         where = dinfo.get("fit_set", "the analysis set")
         notes.append(f"Distillation fitted on {dinfo['train_proteins']} proteins ({dinfo['train_rows']} residues) of "

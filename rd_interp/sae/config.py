@@ -6,6 +6,7 @@ composed by inheritance so every option is defined once and `[sae]` stays one fl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,14 @@ class SAETrainConfig(TrainConfig, SAEConfig):
         TrainConfig.validate(self)
         if not 0 < self.heldout_fraction < 0.5:
             raise ConfigError(f"sae.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
+        if self.split_seed < 0:
+            raise ConfigError(f"sae.split_seed must be >= 0, got {self.split_seed}")
+        # TrainConfig leaves these unchecked; a negative or non-finite one fails (or silently misleads) mid-training.
+        for name, lo, strict in (("warmup_steps", 0, False), ("dead_window", 1, False), ("threshold_batches", 1, False),
+                                 ("adam_eps", 0, True), ("aux_coeff", 0, False), ("grad_clip", 0, False)):
+            v = getattr(self, name)
+            if v is not None and not (math.isfinite(v) and (v > lo if strict else v >= lo)):
+                raise ConfigError(f"sae.{name} must be {'>' if strict else '>='} {lo}, got {v}")
 
     def sae_config(self) -> SAEConfig:
         """The architecture part (sizes still relative; train_sae resolves them against the data)."""
@@ -56,11 +65,20 @@ class SAEStageConfig(SAETrainConfig):
 
     def validate(self) -> None:
         super().validate()
+        if not self.spaces:
+            raise ConfigError(f"sae.spaces must list at least one space of {list(SPACES)}")
         bad = [s for s in self.spaces if s not in SPACES]
         if bad:
             raise ConfigError(f"sae.spaces: unknown {bad}; allowed {list(SPACES)}")
+        if len(set(self.spaces)) != len(self.spaces):
+            raise ConfigError(f"sae.spaces lists a space twice: {self.spaces}")
         if not self.seeds:
             raise ConfigError("sae.seeds must list at least one seed")
+        if min(self.seeds) < 0:
+            raise ConfigError(f"sae.seeds must be >= 0, got {self.seeds}")
+        # A repeated seed is the same SAE twice: it would count as two samples and fake significance.
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"sae.seeds lists a seed twice: {self.seeds} (each seed must be distinct)")
         if self.d_in != 0:
             raise ConfigError("sae.d_in: set per space from its width; leave it out of a run config")
 

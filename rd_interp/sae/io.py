@@ -9,24 +9,33 @@ through JSON's shortest round-trip repr, so a loaded SAE is bit-identical to the
 
 from __future__ import annotations
 
+import logging
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json
+from rd_interp.io.integrity import CorruptFileError, reading
 from rd_interp.io.provenance import versions
 from rd_interp.io.serialize import ConfigError
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 
-__all__ = ["FORMAT", "load_sae", "save_sae"]
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMAT", "load_sae", "read_checkpoint", "save_sae"]
 
 FORMAT = "rd_interp.sae/1"
 WEIGHTS = "sae.safetensors"
 CONFIG = "cfg.json"
+#: How to get a damaged SAE back (said in every integrity error).
+FIX = ("retrain it: `rd-interp run` recomputes a damaged stage (`rd-interp verify OUT` lists them); an SAE of "
+       "`rd-interp sae train`: rerun that command into a new folder")
 
 
 def save_sae(sae: SparseAutoencoder, directory: str | Path, extra_cfg: dict[str, Any] | None = None) -> Path:
@@ -80,13 +89,14 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
     if not cpath.is_file():
         raise FileNotFoundError(f"{d}: not a saved SAE (no {CONFIG})")
     if not wpath.is_file():
-        raise FileNotFoundError(f"{d}: {WEIGHTS} is missing")
+        raise FileNotFoundError(f"{wpath}: missing; {FIX}")
     cfg = read_json(cpath)
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"{cpath}: unknown SAE format {cfg.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise ValueError(f"{cpath}: unknown SAE format {got!r}, expected {FORMAT!r}")
     want = (cfg.get("sha256") or {}).get(WEIGHTS)
     if want and sha256_file(wpath) != want:
-        raise ValueError(f"{wpath}: checksum does not match {CONFIG} (file changed or corrupt)")
+        raise CorruptFileError(f"{wpath}: checksum does not match {CONFIG} (truncated, edited or corrupt); {FIX}")
     try:
         scfg = SAEConfig(architecture=cfg["architecture"], d_in=int(cfg["d_in"]), n_latents=int(cfg["n_latents"]),
                          k=int(cfg["k"]), l1_coeff=float(cfg.get("l1_coeff", 5.0)))
@@ -96,7 +106,8 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
         sae = SparseAutoencoder(scfg, seed=0)
     except ConfigError as exc:
         raise ValueError(f"{cpath}: {exc}") from None
-    tensors = load_file(str(wpath))
+    with reading(wpath, "SAE weights file", FIX, also=(SafetensorError,)):
+        tensors = load_file(str(wpath))
     shapes = {"W_enc": (scfg.d_in, scfg.n_latents), "b_enc": (scfg.n_latents,),
               "W_dec": (scfg.n_latents, scfg.d_in), "b_dec": (scfg.d_in,)}
     with torch.no_grad():
@@ -125,3 +136,22 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
     sae.provenance.saved = cfg
     sae.eval()
     return sae.to(device)
+
+
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """A training checkpoint's state, or None (with a warning) when the file is damaged.
+
+    A checkpoint only saves time: training is deterministic, so a truncated or garbled one is discarded
+    and training restarts from step 0 to the same result, instead of failing deep inside torch.load.
+    """
+    p = Path(path)
+    try:
+        with reading(p, "SAE training checkpoint", "it is discarded"):
+            state = torch.load(p, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"model", "optimizer", "step", "fingerprint"} <= set(state):
+            raise CorruptFileError(f"{p}: not an SAE training checkpoint (keys missing)")
+    except (CorruptFileError, pickle.UnpicklingError) as exc:
+        log.warning("%s; discarding it and training from step 0", str(exc).split("; ")[0])
+        p.unlink(missing_ok=True)
+        return None
+    return state

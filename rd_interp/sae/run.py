@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from rd_interp.io.atomic import atomic_path, read_json, write_json, write_text
 from rd_interp.io.inputs import input_store, open_store
+from rd_interp.io.integrity import CorruptFileError, load_npy, load_sparse_npz, reading
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
 from rd_interp.io.options import key_dict
 from rd_interp.io.split import SPLIT_METHOD, protein_split, split_digest
@@ -151,9 +152,21 @@ def _protein_lines(d: Path) -> list[list[str]]:
     return [line.split("\t") for line in (Path(d) / "proteins.txt").read_text(encoding="utf-8").splitlines()]
 
 
+#: How to get damaged encode outputs back (said in every integrity error).
+ENCODE_FIX = ("recompute them: `rd-interp run` recomputes a damaged stage (`rd-interp verify OUT` lists them); "
+              "outputs of `rd-interp sae encode`: rerun that command into a new folder")
+
+
 def load_scores(d: Path) -> tuple[sp.csr_matrix, list[str]]:
-    ids = [row[0] for row in _protein_lines(d)]
-    return sp.load_npz(Path(d) / "scores.npz").tocsr(), ids
+    """scores.npz + proteins.txt of an encode folder, checked against each other (errors name the file)."""
+    d = Path(d)
+    with reading(d / "proteins.txt", "protein list", ENCODE_FIX):
+        ids = [row[0] for row in _protein_lines(d)]
+    scores = load_sparse_npz(d / "scores.npz", "score matrix", ENCODE_FIX)
+    if scores.shape[0] != len(ids):
+        raise CorruptFileError(f"{d / 'scores.npz'}: {scores.shape[0]} rows but {d / 'proteins.txt'} lists "
+                               f"{len(ids)} proteins; {ENCODE_FIX}")
+    return scores, ids
 
 
 def load_lengths(d: Path) -> np.ndarray | None:
@@ -166,7 +179,7 @@ def load_lengths(d: Path) -> np.ndarray | None:
 
 def read_decoder_share(encoded: Manifest) -> np.ndarray | None:
     name = encoded.result.get("decoder_share")
-    return None if name is None else np.load(encoded.path(name), allow_pickle=False)
+    return None if name is None else load_npy(encoded.path(name), "decoder share", ENCODE_FIX)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -32,6 +32,7 @@ from rd_interp.io.atomic import atomic_path, sha256_json
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
+from rd_interp.sae.io import read_checkpoint
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 
 log = logging.getLogger(__name__)
@@ -232,8 +233,8 @@ def train_sae(
                                "source": _portable(source_info), "rows": _rows_digest(rows), "blocks": blocks})
 
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt_path is not None and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+    state = read_checkpoint(ckpt_path, dev) if ckpt_path is not None and ckpt_path.is_file() else None
+    if state is not None:
         if state.get("fingerprint") != fingerprint:
             raise ValueError(f"{ckpt_path}: checkpoint belongs to a different data/config; use another "
                              "checkpoint directory or delete it")

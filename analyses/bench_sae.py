@@ -384,7 +384,7 @@ def main() -> int:
         fit_s = time.perf_counter() - t0
         with torch.no_grad():
             rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])
-        loop_vps = sae.train_info_["vectors_per_s_this_call"]
+        loop_vps = sae.provenance.train["vectors_per_s_this_call"]
         return {"fit_s": fit_s, "vectors": steps * B, "vectors_per_s": steps * B / fit_s, "fvu": fvu(H, rec),
                 "step_ms": B / loop_vps * 1e3}
 

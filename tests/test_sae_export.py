@@ -96,7 +96,7 @@ def test_folded_weights_reproduce_our_encoding(arch, tmp_path):
 
 def test_export_cfg_and_tensors(tmp_path):
     sae = _sae("topk")
-    sae.source_ = {"name": "rd.mini-L", "columns": {"start": 0, "stop": 24}}
+    sae.provenance.source = {"name": "rd.mini-L", "columns": {"start": 0, "stop": 24}}
     out = export_saelens(sae, tmp_path / "x", metadata={"model_name": "mini-L"})
     cfg = json.loads((out / SAELENS_CFG).read_text())
     assert cfg["architecture"] == "topk" and cfg["k"] == 6 and cfg["d_in"] == 24 and cfg["d_sae"] == 96

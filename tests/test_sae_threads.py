@@ -67,6 +67,6 @@ def test_one_and_two_threads_give_the_same_sae(arch):
     assert np.array_equal(enc1[0], enc2[0]) and np.array_equal(enc1[1], enc2[1])  # which latents fire: exact
     np.testing.assert_allclose(enc1[2], enc2[2], rtol=1e-9, atol=0)
     _close(m1, m2, "metrics")
-    info1 = {k: v for k, v in s1.train_info_.items() if k != "vectors_per_s_this_call"}
-    info2 = {k: v for k, v in s2.train_info_.items() if k != "vectors_per_s_this_call"}
+    info1 = {k: v for k, v in s1.provenance.train.items() if k != "vectors_per_s_this_call"}
+    info2 = {k: v for k, v in s2.provenance.train.items() if k != "vectors_per_s_this_call"}
     _close(info1, info2, "train_info")

@@ -109,8 +109,21 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict, where: str = "") -> RunConfig:
         migrated, notes = migrate(data)
+        infos: list[str] = []  # facts about how the file is read (not problems): INFO, silent under -q
+        sae = migrated.get("sae")
+        if isinstance(sae, dict) and "k" in sae and "k_ratio" not in sae:
+            # An explicit k wins over the run's default sparsity ratio (else `k = 64` would be silently ignored).
+            sae["k_ratio"] = 0.0
+            infos.append(f"sae.k = {sae['k']} given without sae.k_ratio: every space uses k = {sae['k']} "
+                         "(sae.k_ratio = 0); set sae.k_ratio for the same k / d_in in every space")
+        if isinstance(sae, dict) and "expansion" in sae and "n_latents" not in sae:
+            sae["n_latents"] = 0  # likewise an explicit expansion wins over the run's fixed dictionary size
+            infos.append(f"sae.expansion = {sae['expansion']} given without sae.n_latents: n_latents = expansion x "
+                         "d_in in every space (sae.n_latents = 0), so SAEs are not size-matched across spaces")
         for note in notes:
             log.warning("%s%s", f"{where}: " if where else "", note)
+        for note in infos:
+            log.info("%s%s", f"{where}: " if where else "", note)
         return from_dict(cls, migrated)
 
     @classmethod

@@ -123,3 +123,16 @@ def test_paper_analysis_config_and_code_agree():
     assert "control.naive" in cfg.sae.spaces and cfg.sae.n_latents > 0 and cfg.sae.k_ratio > 0
     header = (root / "paper_sae_go.toml").read_text().split("\n\n")[0]
     assert f"({' -> '.join(mod.FALLBACK)})" in header
+
+
+def test_an_explicit_k_or_expansion_in_a_run_config_is_used_not_ignored():
+    """The run defaults are size-matched (n_latents, k_ratio); a user who writes k or expansion gets them."""
+    from rd_interp.config import RunConfig
+
+    default = RunConfig.from_dict({})
+    assert default.sae.k_ratio > 0 and default.sae.n_latents > 0
+    cfg = RunConfig.from_dict({"sae": {"k": 7, "expansion": 3}})
+    assert (cfg.sae.k, cfg.sae.k_ratio, cfg.sae.expansion, cfg.sae.n_latents) == (7, 0.0, 3, 0)
+    cfg = RunConfig.from_dict({"sae": {"k": 7, "k_ratio": 0.1, "expansion": 3, "n_latents": 256}})
+    assert (cfg.sae.k_ratio, cfg.sae.n_latents) == (0.1, 256)
+    assert RunConfig.from_dict(default.to_dict()).to_dict() == default.to_dict()  # a round trip changes nothing

@@ -136,3 +136,28 @@ def test_most_specific_on_a_hand_checked_chain():
     ci, pi = tm.term_index[child], tm.term_index[parent]
     got = tm.most_specific(np.array([0, 0, 1]), np.array([ci, pi, pi]))
     assert got.tolist() == [True, False, True]  # latent 1 has only the parent: it is its most specific
+
+
+def test_duplicate_stored_entries_are_canonicalised_at_the_boundary():
+    """scipy sums duplicate (protein, latent) entries; study sets must see that one protein once."""
+    import scipy.sparse as sps
+
+    from rd_interp.enrich.activations import StudySetConfig, study_sets
+
+    # latent 0: protein 2 stored three times (0.4 each -> 1.2 summed), proteins 0 and 1 once
+    rows = np.array([2, 2, 2, 0, 1, 3])
+    cols = np.array([0, 0, 0, 0, 0, 1])
+    vals = np.array([0.4, 0.4, 0.4, 1.0, 0.9, 2.0])
+    dup = sps.csc_matrix((vals, (rows, cols)), shape=(5, 2))
+    dup.has_canonical_format = False
+    coo = sps.coo_matrix((vals, (rows, cols)), shape=(5, 2))  # keeps the duplicates stored
+    clean = sps.csc_matrix(np.array([[1.0, 0], [0.9, 0], [1.2, 0], [0, 2.0], [0, 0]]))
+    for given in (dup, coo, coo.tocsr()):
+        ind, info = study_sets(given, StudySetConfig(top_n=1, min_proteins=3))
+        ref, ref_info = study_sets(clean, StudySetConfig(top_n=1, min_proteins=3))
+        assert (ind != ref).nnz == 0
+        assert info.n_active.tolist() == ref_info.n_active.tolist() == [3, 1]
+        assert ind[:, 0].nonzero()[0].tolist() == [2]  # the summed score wins, counted once
+        # a protein stored 3x does not pass min_proteins = 3 on its own
+        solo = sps.coo_matrix((np.ones(3), (np.array([4, 4, 4]), np.zeros(3, int))), shape=(5, 1))
+        assert study_sets(solo, StudySetConfig(min_proteins=3))[1].skipped.tolist() == [0]

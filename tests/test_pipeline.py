@@ -35,14 +35,14 @@ def _config(out, family) -> RunConfig:
     cfg.data.max_length = 250
     cfg.models.family = family
     cfg.distill.train_proteins = 40
-    cfg.sae.expansion = 2
-    cfg.sae.k = 4
+    cfg.sae.n_latents = 64  # the same dictionary size for every space (size-matched)
+    cfg.sae.k_ratio = 0.125  # k = 4 on the 32-dim spaces, 2 on the 16-dim blocks
     cfg.sae.seeds = [0, 1]
     cfg.sae.n_steps = 25
     cfg.sae.batch_size = 256
     cfg.enrich.top_n = 10
     cfg.enrich.min_proteins = 3
-    cfg.report.bootstrap = 200
+    cfg.enrich.n_permutations = 20
     cfg.report.top_latents = 3
     cfg.validate()
     return cfg
@@ -80,11 +80,28 @@ def test_run_writes_report_with_every_section(finished_run):
     for name in ("report.html", "report.md", "summary.json"):
         assert (report / name).is_file(), name
     summary = json.loads((report / "summary.json").read_text())
-    labels = {(r["space"], r["subspace"]) for r in summary["coverage"]}
-    assert {sub for _, sub in labels} == {"full", "base", "residual"}
-    assert {r["control"] for r in summary["coverage"]} == {"real", "null"}
-    assert len(summary["sae_quality"]) == 4 * 2
-    assert all(0 <= r["fvu"] < 1.0 for r in summary["sae_quality"])
+    from rd_interp.report.schema import validate
+
+    validate(summary)
+    n_spaces = len(cfg.sae.spaces)
+    assert n_spaces == 7  # large, rd, its two blocks and three controls
+    assert {r["kind"] for r in summary["headline"]} == {"space", "control"}
+    assert len(summary["headline"]) == n_spaces and len(summary["coverage"]) == n_spaces * 4  # BP MF CC all
+    for r in summary["coverage"]:
+        if r["namespace"] == "all":
+            assert r["null"]["n_permutations"] == 20 and 0 < r["null"]["p"] <= 1
+    assert len(summary["sae_quality"]) == n_spaces * 2
+    assert {r["n_latents"] for r in summary["sae_quality"]} == {64}
+    trained = [r for r in summary["sae_quality"] if not r["untrained"]]
+    assert len(trained) == (n_spaces - 1) * 2 and all(0 <= r["fvu"] < 1.0 for r in trained)
+    # every comparative sentence carries its test
+    assert summary["verdicts"] and all(("p = " in v["text"]) or ("too few" in v["text"]) or ("AUROC" in v["text"])
+                                       for v in summary["verdicts"])
+    leak = summary["leakage"][0]
+    assert leak["n_rows"] > 0 and 0 <= leak["residual_predictable_share"] <= 1 and leak["evaluated_on"]
+    assert any(k.startswith("leakage: ") for k in summary["definitions"])
+    assert summary["probes"]["rows"] and summary["distillation"][0]["r2_variance_weighted"] is not None
+    assert (report / "atlas.html").is_file()
     assert summary["distillation"][0]["k_small"] == 16 and summary["distillation"][0]["k_large"] == 32
     att = next(iter(summary["attribution"].values()))
     assert len(att["base_share"]) == 2 * 64 and all(0 <= s <= 1 for s in att["base_share"])
@@ -101,7 +118,8 @@ def test_run_writes_report_with_every_section(finished_run):
     # run metadata lives under OUT/.rd_interp, every stage folder has a verified manifest
     assert (pipe.root / ".rd_interp" / "config.toml").is_file() and not (pipe.root / "config.toml").exists()
     index = read_json(pipe.root / ".rd_interp" / "run.json")["stages"]
-    assert {n.split("-")[0] for n in index} == {"data", "embed", "distill", "sae", "encode", "enrich", "report"}
+    assert {n.split("-")[0] for n in index} == {"data", "fitset", "fitembed", "embed", "distill", "controls", "sae", "encode",
+                                                "enrich", "probe", "report"}
     for rel in index.values():
         assert not load_manifest(pipe.root / rel).verify(full=True)
 
@@ -155,7 +173,7 @@ def test_changing_an_enrich_option_reruns_only_enrichment(finished_run, tmp_path
     run_pipeline(cfg)
     new = {p.name for p in (root / "stages").iterdir()} - old
     assert new and all(n.startswith("enrich-") for n in new)
-    assert len(new) == 4 * 2
+    assert len(new) == len(cfg.sae.spaces) * 2
 
 
 def test_corrupt_cached_file_is_detected_and_the_stage_recomputed(finished_run, tmp_path, caplog):
@@ -233,10 +251,56 @@ def test_demo_config_on_shipped_family(tmp_path):
     cfg.distill.train_proteins = 100
     pipe = run_pipeline(cfg)
     summary = json.loads((pipe.root / "report" / "summary.json").read_text())
+    from rd_interp.report.schema import validate
+
+    validate(summary)
     step = summary["distillation"][0]
-    assert (step["k_small"], step["k_large"]) == (64, 96) and step["r2"] > 0.5
-    real = [r for r in summary["coverage"] if r["control"] == "real" and r["namespace"] == "all"]
-    null = [r for r in summary["coverage"] if r["control"] == "null" and r["namespace"] == "all"]
-    assert len(real) == len(null) == 4
+    assert step["k_small"] < step["k_large"] and step["r2"] > 0.5
+    heads = [h for h in summary["headline"] if h["null"] is not None]
+    assert len(heads) == len(cfg.sae.spaces)
     # Label-permuted annotations must not capture more terms than the real ones.
-    assert sum(r["n_terms_mean"] for r in null) <= sum(r["n_terms_mean"] for r in real)
+    assert sum(h["null"]["mean"] for h in heads) <= sum(h["nonredundant"]["mean"] for h in heads)
+
+
+def test_explain_says_where_latents_fire(finished_run, tmp_path, capsys):
+    from rd_interp.cli import main
+    from rd_interp.pipeline.explain import explain, position_ranges
+
+    cfg, pipe = finished_run
+    seq = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
+    rows = explain(pipe.root, seq, top=4)
+    for lat in rows[0]["latents"]:
+        pos, vals = lat["positions"], lat["values"]
+        assert len(pos) == len(vals) == lat["residues_active"] >= 1
+        assert pos == sorted(pos) and 1 <= pos[0] and pos[-1] <= len(seq) and min(vals) > 0
+        assert max(vals) == lat["activation"]  # max-pooled activation is the strongest residue
+        assert vals[pos.index(lat["max_position"])] == lat["activation"]
+    assert position_ranges([3, 4, 5, 9, 11, 12]) == "3-5, 9, 11-12" and position_ranges([]) == ""
+    page = tmp_path / "explain.html"
+    assert main(["explain", str(pipe.root), seq, "--top", "3", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "fires at" in out and str(rows[0]["latents"][0]["max_position"]) in out
+    html = page.read_text()
+    assert "Content-Security-Policy" in html and "latent " + str(rows[0]["latents"][0]["latent"]) in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_readme_demo_section_is_generated_from_the_run(finished_run, tmp_path):
+    """analyses/readme_demo.py writes the README's demo section from summary.json, between its markers."""
+    import importlib.util
+    from pathlib import Path
+
+    cfg, pipe = finished_run
+    path = Path(__file__).resolve().parents[1] / "analyses" / "readme_demo.py"
+    spec = importlib.util.spec_from_file_location("readme_demo", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{mod.START}\nold text\n{mod.END}\nrest\n")
+    assert mod.main(["--out", str(pipe.root), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    summary = json.loads((pipe.root / "report" / "summary.json").read_text())
+    assert "old text" not in text and text.startswith("intro\n") and text.endswith(f"{mod.END}\nrest\n")
+    assert summary["run_id"] in text
+    for h in summary["headline"]:
+        assert f"| {h['label']} |" in text and f"{h['nonredundant']['mean']:,.1f}" in text

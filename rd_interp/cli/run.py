@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="which SAE seed (default: the first)")
     p.add_argument("--top", type=int, default=10, help="latents per protein (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--html", metavar="PATH", default=None,
+                   help="also write a self-contained page with each latent's activation strip under the sequence")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.set_defaults(func=_cmd_explain)
 
@@ -162,13 +164,30 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_explain(args) -> int:
-    from rd_interp.pipeline.explain import explain
+    from rd_interp.pipeline.explain import explain, explain_page, position_ranges
 
     rows = explain(Path(args.run_dir), args.query, space=args.space, seed=args.seed, top=args.top,
                    device=args.device)
+    if args.html:
+        page = explain_page(rows, Path(args.html).expanduser())
+        print(f"wrote {page}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    for prot in rows:
+        cut = (f", TRUNCATED to its first {prot['residues_used']}: set models.long_mode = 'window' to use all"
+               if prot["truncated"] else "")
+        name = f" {prot['name']}" if prot.get("name") else ""
+        print(f"# {prot['id']}{name} ({prot['length']} aa{cut}) — space {prot['space']}, SAE seed {prot['seed']}")
+        print(f"{'latent':>7} {'act':>8} {'max at':>6}  fires at (residues)  |  best GO terms (BH-adjusted p)")
+        for lat in prot["latents"]:
+            terms = "; ".join(f"{t['go_id']} {t['name']} ({t['p_adj']:.1e})" for t in lat["terms"][:3])
+            where = position_ranges(lat["positions"])
+            where = where if len(where) <= 40 else where[:39] + "…"
+            print(f"{lat['latent']:>7} {lat['activation']:>8.3f} {lat['max_position']:>6}  {where}  |  "
+                  f"{terms or '(no enriched term)'}")
+        print()
+    return 0
     for prot in rows:
         cut = (f", TRUNCATED to its first {prot['residues_used']}: set models.long_mode = 'window' to use all"
                if prot["truncated"] else "")

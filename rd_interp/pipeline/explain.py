@@ -1,7 +1,9 @@
 """Single-sequence lookup in a finished run: which latents a new protein activates, and their GO terms.
 
 Nothing is re-fitted: the run's models embed the query, its saved distillation chain projects it, its
-SAE encodes it, and the enrichment tables of that SAE name the terms. Users of peer toolkits ask for
+SAE encodes it, and the enrichment tables of that SAE name the terms. For each latent it also says where
+along the sequence the latent fires (1-based positions and activations), and `explain_page` draws the same
+heat strips as the atlas for it. Users of peer toolkits ask for
 exactly this ("what does the model see in my protein?") without rerunning the analysis. Only the run
 folder (OUT) and the model weights are needed: it opens the stages recorded in OUT/.rd_interp/run.json.
 """
@@ -18,11 +20,12 @@ from rd_interp.distill.chain import ReverseDistillationChain
 from rd_interp.distill.run import CHAIN
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.io.atomic import read_json
-from rd_interp.io.fasta import ESM_RESIDUES, FastaRecord, read_fasta
+from rd_interp.io.fasta import ESM_RESIDUES, FastaRecord, protein_name, read_fasta
 from rd_interp.io.manifest import Manifest, load_manifest
 from rd_interp.pipeline.run import META_DIR
 from rd_interp.plm.embed import embed_sequences
 from rd_interp.plm.esm import load_model
+from rd_interp.report.strip import StripProtein, StripTrack, write_strip_page
 from rd_interp.sae.data import parse_columns
 from rd_interp.sae.encode import encode_sequence_activations
 from rd_interp.sae.io import load_sae
@@ -119,13 +122,54 @@ def explain(run_dir: Path, query: str, *, space: str = "rd", seed: int | None = 
         latents = []
         for lat in order:
             terms = cap[cap["latent"] == lat].sort_values([padj, "go_id"], kind="stable").head(n_terms)
+            col = np.asarray(acts[:, lat].todense(), dtype=np.float64).ravel()
+            pos = np.flatnonzero(col > 0)
             latents.append({"latent": lat, "activation": float(pooled[lat]),
-                            "residues_active": int((acts[:, lat] > 0).sum()),
+                            "residues_active": int(pos.size),
+                            "max_position": int(np.argmax(col)) + 1,
+                            "positions": [int(i) + 1 for i in pos], "values": [float(col[i]) for i in pos],
                             "terms": [{"go_id": t.go_id, "name": t.name, "namespace": t.namespace,
                                        "p_adj": float(getattr(t, padj)), "fold": float(t.fold)}
                                       for t in terms.itertuples()]})
         used = len(rec.sequence) if m.long_mode == "window" else min(len(rec.sequence), m.max_residues)
-        rows.append({"id": rec.id, "length": len(rec.sequence), "residues_used": used,
+        rows.append({"id": rec.id, "name": protein_name(rec.description), "sequence": rec.sequence,
+                     "length": len(rec.sequence), "residues_used": used,
                      "truncated": used < len(rec.sequence), "space": sae_stage.params.get("label"),
                      "seed": seed, "latents": latents})
     return rows
+
+
+def position_ranges(positions: list[int]) -> str:
+    """1-based positions as compact ranges: [3, 4, 5, 9] -> '3-5, 9'."""
+    out: list[str] = []
+    start = prev = None
+    for q in positions:
+        if prev is not None and q == prev + 1:
+            prev = q
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = q
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(out)
+
+
+def explain_page(rows: list[dict], path: str | Path) -> Path:
+    """The rows of `explain` as a self-contained page: one heat strip per latent under each sequence."""
+    proteins = []
+    for row in rows:
+        n = len(row["sequence"])
+        tracks = []
+        for lat in row["latents"]:
+            values = np.zeros(n)
+            values[np.asarray(lat["positions"], dtype=np.int64) - 1] = lat["values"]
+            tracks.append(StripTrack(
+                label=f"{row['space']} · seed {row['seed']} · latent {lat['latent']}", values=values,
+                terms=[(t["go_id"], t["name"], t["p_adj"]) for t in lat["terms"]],
+                note=f"fires on {lat['residues_active']} of {row['residues_used']} residues, max "
+                     f"{lat['activation']:.3g} at {lat['max_position']}"))
+        proteins.append(StripProtein(row["id"], row["sequence"], tracks, row.get("name", "")))
+    notes = [f"{r['id']}: truncated to its first {r['residues_used']} residues (models.long_mode = 'truncate')"
+             for r in rows if r["truncated"]]
+    return write_strip_page(path, proteins, title="rd-interp explain: where latents fire", notes=notes)

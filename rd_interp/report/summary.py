@@ -26,6 +26,7 @@ from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.io.atomic import read_json, sha256_json
 from rd_interp.io.manifest import Manifest
 from rd_interp.io.provenance import versions
+from rd_interp.report import fmt
 from rd_interp.report.config import ReportConfig
 from rd_interp.sae.run import load_scores, read_decoder_share, read_metrics
 
@@ -70,7 +71,16 @@ DEFINITIONS = {
                               "the base block (in the SAE's input scaling) and f the base block's share of the "
                               "input dimensions: 0 = spread like a random direction, +1 base only, -1 residual only",
     "size-matched SAEs": "every space's SAE has the same number of latents and the same sparsity ratio k / d_in",
+    "strata": "latents grouped by relative decoder share r: base (r >= margin), residual (r <= -margin), mixed "
+              "(otherwise); coverage and specificity are then counted within each group",
 }
+# distill.json leakage keys -> summary leakage row keys
+LEAKAGE_KEYS = {"residual_predictable_share": "residual_predictable_share",
+                "canonical_correlations": "canonical_correlations",
+                "r2_large_from_small_variance_weighted": "r2_large_from_small_vw",
+                "r2_large_from_small_per_dim_mean": "r2_large_from_small_mean",
+                "r2_large_from_rd_variance_weighted": "r2_large_from_rd_vw",
+                "r2_large_from_rd_per_dim_mean": "r2_large_from_rd_mean"}
 
 
 @dataclass
@@ -166,10 +176,10 @@ def _verdicts(spaces: dict[str, Space], comps: list[dict], heads: dict[str, dict
         a, b = c["a"], c["b"]
         what = "non-redundant GO terms" if c["metric"] == "non-redundant GO terms" else "more specific GO terms (mean IC)"
         lo, hi, p = c.get("lo"), c.get("hi"), c.get("p_welch")
-        test = (f"difference {c['diff']:+.3g} [{lo:.3g}, {hi:.3g}], Welch p = {p:.2g}, seed-permutation p = "
-                f"{c['p_permutation']:.2g} (smallest attainable {c['min_p_permutation']:.2g}; "
-                f"{c['n_a']} vs {c['n_b']} seeds)" if lo is not None and p is not None
-                else f"difference {c['diff']:+.3g} ({c['n_a']} vs {c['n_b']} seeds: too few for a test)")
+        test = (f"difference {fmt.signed(c['diff'])} {fmt.interval(lo, hi)}, Welch p = {fmt.pvalue(p)}, "
+                f"seed-permutation p = {fmt.pvalue(c['p_permutation'])} (smallest attainable "
+                f"{fmt.pvalue(c['min_p_permutation'])}; {c['n_a']} vs {c['n_b']} seeds)" if lo is not None and p is not None
+                else f"difference {fmt.signed(c['diff'])} ({c['n_a']} vs {c['n_b']} seeds: too few for a test)")
         supported = lo is not None and p is not None and p < 0.05 and (lo > 0 or hi < 0)
         if supported:
             direction = "more" if c["diff"] > 0 else "fewer"
@@ -178,11 +188,28 @@ def _verdicts(spaces: dict[str, Space], comps: list[dict], heads: dict[str, dict
             if c["metric"] == "non-redundant GO terms":
                 ha = heads.get(a, {}).get("null")
                 if ha and ha["p"] >= 0.05:
-                    text += f" Caution: {a}'s coverage is not above its label-permutation null (p = {ha['p']:.2g})."
+                    text += (f" Caution: {a}'s coverage is not above its label-permutation null "
+                             f"(p = {fmt.pvalue(ha['p'])}).")
         else:
             text = f"The data do not show that {a} and {b} latents differ in {what}: {test}."
         out.append({"text": text, "supported": bool(supported)})
     return out
+
+
+def _probe_verdict(probes: dict | None) -> list[dict]:
+    """The equal-width probe comparison (rd prefix vs the large model at the same width), as a sentence."""
+    eq = (probes or {}).get("large_at_equal_width")
+    if not eq or eq.get("lo") is None or eq.get("hi") is None:
+        return []
+    test = (f"macro AUROC {fmt.fixed(eq['rd'], 3)} vs {fmt.fixed(eq['large'], 3)}, paired difference "
+            f"{fmt.signed(eq['diff'])} {fmt.interval(eq['lo'], eq['hi'])} (bootstrap over held-out proteins)")
+    if eq["lo"] > 0 or eq["hi"] < 0:
+        better = "more" if eq["diff"] > 0 else "less"
+        return [{"text": f"At equal width ({eq['width']} dims), linear probes read {better} GO function from the rd "
+                         f"embedding than from the large model's: {test}.", "supported": True}]
+    return [{"text": f"The data do not show that linear probes read more or less GO function from the rd embedding "
+                     f"than from the large model's at equal width ({eq['width']} dims): {test}.",
+             "supported": False}]
 
 
 def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, config: dict | None = None,
@@ -207,12 +234,17 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
         dinfo = read_json(distill.path("distill.json"))
         for st in dinfo["steps"]:
             row = {k: st.get(k) for k in ("step", "k_small", "k_large", "n_samples", "n_significant_pcs", "sigma_sq",
-                                          "threshold", "r2", "residual_explained_variance_ratio", "regressor",
+                                          "threshold", "r2", "r2_variance_weighted",
+                                          "residual_explained_variance_ratio", "regressor",
                                           "residual_variance_fraction")}
-            row.update({k: dinfo[k] for k in ("fit_set", "n_fit_proteins") if k in dinfo})
+            if dinfo.get("fit_set") is not None:
+                row.update(fit_set=dinfo["fit_set"], n_fit_proteins=dinfo.get("train_proteins"))
             distillation.append(row)
-            if st.get("leakage"):
-                leakage.append({"step": st.get("step"), "regressor": st.get("regressor"), **st["leakage"]})
+        leak = dinfo.get("leakage") or {}
+        for st in leak.get("steps") or []:
+            leakage.append({"step": st.get("step"), "regressor": st.get("regressor"),
+                            "evaluated_on": leak.get("rows"), "n_rows": st.get("n_rows"),
+                            **{new: st.get(old) for old, new in LEAKAGE_KEYS.items()}})
 
     sae_quality = []
     for sp in spaces.values():
@@ -325,7 +357,8 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
         "run_id": sha256_json(stage_keys)[:12],
         "provenance": {"versions": versions(), "config": config or {}, "data_checksums": data_checksums,
                        "seeds": seeds, "device": device, "command": command},
-        "definitions": dict(DEFINITIONS),
+        "definitions": {**DEFINITIONS, **{f"leakage: {k}": v for k, v in
+                                          ((dinfo or {}).get("leakage") or {}).get("definitions", {}).items()}},
         "headline": headline,
         "verdicts": _verdicts(spaces, comparisons, heads),
         "comparisons": comparisons,
@@ -340,6 +373,7 @@ def build_summary(enrich: list[Manifest], cfg: ReportConfig, *, seed: int = 0, c
         "notes": notes,
     }
     summary.update(extra or {})
+    summary["verdicts"] = summary["verdicts"] + _probe_verdict(summary.get("probes"))
     return summary
 
 

@@ -228,3 +228,75 @@ def test_null_distribution_is_stratified_and_reproducible():
     assert a == b and a["n_permutations"] == 30 and "length bins" in a["method"]
     m = a["metrics"]["n_terms_nonredundant"]
     assert m["real"] > m["null_hi"] and m["p_empirical"] == pytest.approx(1 / 31)
+
+
+SIX_TERM_OBO = """format-version: 1.2
+
+[Term]
+id: GO:0000001
+name: root process
+namespace: biological_process
+
+[Term]
+id: GO:0000002
+name: a
+namespace: biological_process
+is_a: GO:0000001
+
+[Term]
+id: GO:0000003
+name: b
+namespace: biological_process
+is_a: GO:0000002
+
+[Term]
+id: GO:0000004
+name: c
+namespace: biological_process
+is_a: GO:0000001
+relationship: part_of GO:0000002
+
+[Term]
+id: GO:0000005
+name: d
+namespace: biological_process
+is_a: GO:0000001
+
+[Term]
+id: GO:0000006
+name: e
+namespace: biological_process
+is_a: GO:0000005
+"""
+
+
+def test_non_redundant_terms_by_hand_on_a_six_term_ontology(tmp_path):
+    """root <- a <- b (is_a), a <- c (part_of), root <- d <- e: the most specific terms of each latent.
+
+    latent 0 captures {root, a, b, c}: b and c remain (a is implied by b via is_a and by c via part_of);
+    latent 1 captures {a, d}: both remain; latent 2 captures {root, e}: e remains.
+    Raw coverage = 6 distinct terms, non-redundant = {a, b, c, d, e} = 5, non-redundant pairs = 5.
+    """
+    from goatools.obo_parser import GODag
+
+    from rd_interp.enrich.termmatrix import TermMatrix
+
+    obo = tmp_path / "six.obo"
+    obo.write_text(SIX_TERM_OBO)
+    dag = GODag(str(obo), optional_attrs={"relationship"}, prt=None)
+    tm = TermMatrix(["p1", "p2", "p3"], {"p1": ["GO:0000003"], "p2": ["GO:0000004"], "p3": ["GO:0000006"]}, dag)
+    idx = {g: i for i, g in enumerate(tm.go_ids)}
+    assert set(idx) == {f"GO:000000{i}" for i in range(1, 7)}
+    pairs = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (1, 5), (2, 1), (2, 6)]
+    lat = np.array([p[0] for p in pairs])
+    terms = np.array([idx[f"GO:000000{p[1]}"] for p in pairs])
+    spec = tm.most_specific(lat, terms)
+    kept = {(int(la), tm.go_ids[t]) for la, t, s in zip(lat, terms, spec) if s}
+    assert kept == {(0, "GO:0000003"), (0, "GO:0000004"), (1, "GO:0000002"), (1, "GO:0000005"), (2, "GO:0000006")}
+    assert len({t for _, t in kept}) == 5 and len({p[1] for p in pairs}) == 6
+    # with is_a only, c is no longer below a: a latent capturing {a, c} keeps both
+    tm_isa = TermMatrix(["p1", "p2", "p3"], {"p1": ["GO:0000003"], "p2": ["GO:0000004"], "p3": ["GO:0000006"]}, dag,
+                        relationships=())
+    idx2 = {g: i for i, g in enumerate(tm_isa.go_ids)}
+    only_c = tm_isa.most_specific(np.array([0, 0]), np.array([idx2["GO:0000002"], idx2["GO:0000004"]]))
+    assert only_c.tolist() == [True, True]

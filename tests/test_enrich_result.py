@@ -294,7 +294,8 @@ def test_non_redundant_terms_by_hand_on_a_six_term_ontology(tmp_path):
     kept = {(int(la), tm.go_ids[t]) for la, t, s in zip(lat, terms, spec) if s}
     assert kept == {(0, "GO:0000003"), (0, "GO:0000004"), (1, "GO:0000002"), (1, "GO:0000005"), (2, "GO:0000006")}
     assert len({t for _, t in kept}) == 5 and len({p[1] for p in pairs}) == 6
-    # with is_a only, c is no longer below a: a latent capturing {a, c} keeps both
+    # {a, c}: c is below a only through part_of, so a is dropped; with is_a only, both stay
+    assert tm.most_specific(np.array([3, 3]), np.array([idx["GO:0000002"], idx["GO:0000004"]])).tolist() == [False, True]
     tm_isa = TermMatrix(["p1", "p2", "p3"], {"p1": ["GO:0000003"], "p2": ["GO:0000004"], "p3": ["GO:0000006"]}, dag,
                         relationships=())
     idx2 = {g: i for i, g in enumerate(tm_isa.go_ids)}

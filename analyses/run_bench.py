@@ -149,7 +149,11 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"--only: unknown benchmark(s) {unknown}; known: {list(BENCHES)}")
     date = dt.date.today().isoformat()
-    results: dict[str, Any] = {"date": date, "benchmarks": {}}
+    out = HERE / "results"
+    previous = out / f"{date}.json"
+    # --only re-measures some benchmarks: today's other entries are kept (each records its own load and commit).
+    results: dict[str, Any] = (json.loads(previous.read_text()) if previous.is_file() and set(names) != set(BENCHES)
+                               else {"date": date, "benchmarks": {}})
     for n in names:
         script, quick, big = BENCHES[n]
         cmd = [sys.executable, str(HERE / script), *(big if args.big else quick)]
@@ -167,7 +171,6 @@ def main(argv=None) -> int:
         print(f"== {n}: exit {proc.returncode} in {r['wall_s']} s", flush=True)
     results["machine"] = benchlib.machine(2)
     results["threads"] = 2
-    out = HERE / "results"
     out.mkdir(exist_ok=True)
     write_json(out / f"{date}.json", results)
     table = markdown(results)

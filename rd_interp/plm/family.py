@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json
+from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json, write_text
 from rd_interp.io.fasta import fasta_checksum, read_fasta
 from rd_interp.io.provenance import versions
 from rd_interp.plm.fast import fast_forward, supports_fast_forward
@@ -564,41 +564,77 @@ def _hardware() -> str:
     return f"{cpu}; {os.cpu_count()} logical CPUs; torch threads {torch.get_num_threads()}; {dev}"
 
 
-def family_readme(summary: dict[str, Any], command: str) -> str:
-    """data/models/README.md text from a family.json summary (figures are never typed by hand)."""
+#: How the shipped family was trained (data/models/README.md quotes it; the training set comes from rebuild.py).
+SHIPPED_TRAIN_COMMAND = (
+    "python data/rebuild.py && OMP_NUM_THREADS=1 nice python -c \"from rd_interp.plm.family import FamilyConfig, "
+    "train_family; train_family('data/plm_train/train.fasta.gz', 'runs/family', FamilyConfig(), "
+    "heldout_fasta='data/proteins/train_pool.fasta.gz')\"  # then copy runs/family/{mini-*.pt,mini-*.json,"
+    "family.json} to data/models"
+)
+
+PROBE_BEGIN = "<!-- probe-table:begin"
+PROBE_END = "<!-- probe-table:end -->"
+
+
+def family_readme(summary: dict[str, Any], command: str, train_set: dict[str, Any] | None = None) -> str:
+    """data/models/README.md text from a family.json summary (figures are never typed by hand).
+
+    train_set: the data manifest's "plm_train" entry, quoted when it describes the training file.
+    """
     cfg = summary["config"]
-    rows = []
+    rows, curves = [], []
     for name in summary["order"]:
         m = summary["members"][name]
         h = m["heldout"]
         rows.append(f"| {name} | {m['layers']} | {m['dim']} | {m['heads']} | {m['n_params']:,} | {m['tokens_seen']:,} | "
-                    f"{m['steps']} | {m['peak_lr']:.2e} | {m['train_seconds'] / 60:.1f} | {h['perplexity']:.3f} | "
+                    f"{m['steps']:,} | {m['peak_lr']:.2e} | {m['train_seconds'] / 60:.1f} | {h['perplexity']:.3f} | "
                     f"{m['file_bytes'] / 1e6:.2f} | `{m['sha256']}` |")
+        hist = m.get("eval_history") or []
+        if hist:
+            pts = ", ".join(f"{seen / 1e6:.1f}M {ppl:.2f}" for _, seen, ppl in hist)
+            curves.append(f"- {name}: {pts}, final {m['tokens_seen'] / 1e6:.1f}M {h['perplexity']:.2f}")
     first = summary["members"][summary["order"][0]]
     hw = first.get("hardware", "")
     uni = first["heldout"].get("unigram_perplexity")
     total_min = sum(summary["members"][n]["train_seconds"] for n in summary["order"]) / 60
+    if train_set and train_set.get("sha256") == summary["fasta_sha256"]:
+        data = [
+            f"- Data: `{train_set['file']}` (not shipped: `python data/rebuild.py` regenerates it byte for byte from",
+            f"  Debian `metastudent-data`; sha256 `{summary['fasta_sha256']}`, sha256 of its newline-joined accession",
+            f"  list `{train_set['ids_sha256']}`): {summary['n_train_sequences']:,} Swiss-Prot 2014-01 sequences "
+            f"({summary['n_train_residues']:,} residues),",
+            "  disjoint by accession and by exact sequence from the evaluation proteins and from `train_pool.fasta.gz`.",
+        ]
+    else:
+        data = [f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), {summary['n_train_sequences']:,} "
+                f"sequences ({summary['n_train_residues']:,} residues)."]
+    if summary.get("heldout_fasta"):
+        data.append(f"- Held out: {summary['n_heldout_sequences']} sequences of `{summary['heldout_fasta']}` (seeded "
+                    "draw, never trained on), the same ones as the previous family's, so perplexities compare.")
+    else:
+        data.append(f"- Held out: {summary['n_heldout_sequences']} sequences of the same file (seeded, never trained on).")
     lines = [
         "# Shipped offline model family (data/models)",
         "",
         "Small protein language models of the **fair-esm ESM-2 architecture** (`esm.model.esm2.ESM2`, ESM-1b",
-        "alphabet and tokenisation, rotary positions, token dropout), increasing in depth and width, for offline",
-        "demos and tests. Each `<name>.pt` is a fair-esm checkpoint (`{\"model\": state dict with",
-        "`encoder.sentence_encoder.` prefixes, \"cfg\": {\"model\": Namespace}}`, float16 weights) and loads",
-        "through exactly the same code as real ESM-2 weights: `rd_interp.plm.esm.load_model(\"mini-L\")`.",
-        "They are tiny and briefly trained: useful to exercise the pipeline, not as biology-grade embeddings;",
-        "use real ESM-2 (`--model 8M` ... `15B`) for research results.",
+        "alphabet and tokenisation, rotary positions, token dropout), growing in depth and width as ESM-2 does",
+        "(head dimension 32), for offline demos and tests. Each `<name>.pt` is a fair-esm checkpoint (`{\"model\":",
+        "state dict with `encoder.sentence_encoder.` prefixes, \"cfg\": {\"model\": Namespace}}`, float16 weights) and",
+        "loads through exactly the same code as real ESM-2 weights: `rd_interp.plm.esm.load_model(\"mini-L\")`.",
+        "They are far smaller and shorter-trained than ESM-2 8M; use real ESM-2 (`--model 8M` ... `15B`) for",
+        "research results. How much function their embeddings hold is measured below (GO-term probes).",
         "",
         "## Training",
         "",
-        f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), Swiss-Prot 2014-01 sequences disjoint",
-        f"  from the evaluation proteins; {summary['n_train_sequences']:,} training sequences "
-        f"({summary['n_train_residues']:,} residues), {summary['n_heldout_sequences']} held out (seeded, never trained on).",
+        *data,
         "- Recipe: masked language modelling as ESM-2 (15% of residues; 80% `<mask>`, 10% random residue, 10% kept),",
-        f"  random crops of {cfg['crop']} residues, ~{cfg['batch_tokens']} padded tokens per step, AdamW (0.9, 0.98),",
+        f"  random crops of up to {cfg['crop']} residues, ~{cfg['batch_tokens']} padded tokens per step, AdamW (0.9, 0.98),",
         f"  weight decay {cfg['weight_decay']}, {cfg['warmup_fraction']:.0%} warmup then cosine decay to "
         f"{cfg['final_lr_fraction']:.0%}, gradient clip {cfg['grad_clip']}, seed {cfg['seed']}; token budgets (deterministic).",
-        f"- Hardware: {hw}; training time {total_min:.1f} min summed over members (CPU shared with other jobs).",
+        "  The training forward replays fair-esm's layers with fused attention (`plm/fast.py`; same logits and",
+        "  gradients to float rounding, tested); checkpoints are plain fair-esm.",
+        f"- Hardware: {hw}; training time {total_min:.0f} min summed over members, one process on one core of a CPU",
+        "  shared with other jobs.",
         f"- Command: `{command}`",
         "",
         "## Members",
@@ -611,9 +647,33 @@ def family_readme(summary: dict[str, Any], command: str) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *rows,
         "",
+    ]
+    if curves:
+        lines += ["Held-out perplexity during training (tokens seen, perplexity):", "", *curves, ""]
+    lines += [
         "`family.json` holds the full config, per-member loss curves are in `<name>.json`.",
         "Retrain (resumable; finished members are skipped): the command above, or",
         "`rd_interp.plm.family.train_family(fasta, out_dir, FamilyConfig(...))` on your own sequences.",
         "",
     ]
     return "\n".join(lines)
+
+
+def write_family_readme(models_dir: str | os.PathLike, command: str = SHIPPED_TRAIN_COMMAND,
+                        train_set: dict[str, Any] | None = None) -> Path:
+    """(Re)write <models_dir>/README.md from family.json and the member files, keeping the probe table
+    that analyses/probe_family.py maintains between its markers."""
+    d = Path(models_dir)
+    summary = read_json(d / "family.json")
+    for name in summary["order"]:  # eval histories live in the member files, not in family.json
+        mp = d / f"{name}.json"
+        if mp.is_file():
+            summary["members"][name]["eval_history"] = read_json(mp).get("eval_history", [])
+    text = family_readme(summary, command, train_set)
+    path = d / "README.md"
+    old = path.read_text() if path.is_file() else ""
+    if PROBE_BEGIN in old and PROBE_END in old:
+        block = old[old.index(PROBE_BEGIN):old.index(PROBE_END) + len(PROBE_END)]
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    write_text(path, text)
+    return path

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import shlex
 import subprocess
@@ -95,14 +96,14 @@ def render_block(rows: list[dict], diffs: dict, verdict: dict, setup: dict) -> s
     n_terms = ", ".join(f"{ns} {setup['n_terms'][ns]}" for ns in NAMESPACES)
     lines = [BEGIN, "", "## Functional check: GO-term probes", ""]
     lines += [
-        f"Do the embeddings encode protein function beyond amino-acid composition? For each namespace, the "
+        (f"Do the embeddings encode protein function beyond amino-acid composition? For each namespace, the "
         f"{setup['k']} most frequent GO terms (direct annotations as shipped, not propagated) among the shipped "
         f"evaluation proteins annotated in that namespace ({n_prot} "
         f"proteins{setup['subset_note']}); per term an L2 logistic regression (C = {setup['C']}, standardised "
         f"features) on mean-pooled final-layer embeddings, trained on {1 - setup['test_fraction']:.0%} of the "
         f"proteins and scored by AUROC on the other {setup['test_fraction']:.0%} (split by a hash of seed "
         f"{setup['seed']} and the protein id). Cells: macro AUROC over terms "
-        f"[{setup['confidence']:.0%} bootstrap interval over test proteins, {setup['n_boot']} resamples shared by all rows].",
+        f"[{setup['confidence']:.0%} bootstrap interval over test proteins, {setup['n_boot']} resamples shared by all rows]."),
         "",
         "Held-out ppl: as recorded in each family's `family.json` (same 400 held-out sequences and corruption).",
         "",
@@ -120,11 +121,11 @@ def render_block(rows: list[dict], diffs: dict, verdict: dict, setup: dict) -> s
     yes = {True: "yes", False: "**no**"}
     lines += [
         "",
-        f"- Every member beats the baseline in every namespace (interval of the difference above 0): "
-        f"{yes[verdict['beats_baseline']]}.",
+        ("- Every member beats the baseline in every namespace (interval of the difference above 0): "
+         f"{yes[verdict['beats_baseline']]}."),
         f"- Macro AUROC rises with member size in every namespace: {yes[verdict['improves_with_size']]}.",
-        f"- Terms probed per namespace: {n_terms} "
-        f"(terms with < {setup['min_positives']} positives on a side are skipped).",
+        (f"- Terms probed per namespace: {n_terms} "
+         f"(terms with < {setup['min_positives']} positives on a side are skipped)."),
         f"- Command: {code_md(setup['command'])} ({setup['seconds'] / 60:.0f} min on {escape_md(setup['hardware'])}).",
         "",
         END,
@@ -157,12 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from rd_interp.io.annotations import read_annotations
-    from rd_interp.io.atomic import write_text
+    from rd_interp.io.atomic import read_json, write_text
     from rd_interp.io.datasets import shipped_annotations, shipped_proteins
     from rd_interp.io.fasta import read_fasta
     from rd_interp.io.go import Ontology
     from rd_interp.plm.esm import shipped_models
-    from rd_interp.io.atomic import read_json
     from rd_interp.plm.family import SHIPPED_FAMILY, _hardware
     from rd_interp.probe import composition_features, evaluate_probe, label_matrix, top_terms
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = {
         "beats_baseline": all(diffs[m["label"]][ns][1] > 0 for m in members for ns in NAMESPACES),
         "improves_with_size": all(a["res"][ns].macro_auroc < b["res"][ns].macro_auroc
-                                  for a, b in zip(members, members[1:]) for ns in NAMESPACES),
+                                  for a, b in itertools.pairwise(members) for ns in NAMESPACES),
     }
     argv_str = shlex.join(sys.argv[1:] if argv is None else argv)
     setup = {"k": args.k, "seed": args.seed, "test_fraction": args.test_fraction, "n_boot": args.n_boot, "C": args.C,

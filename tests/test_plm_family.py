@@ -166,20 +166,38 @@ def test_cli_family_train_with_toml_config(tmp_path, capsys):
 
 
 def test_shipped_family_is_ordered_and_loadable():
-    """The committed family meets its own contract: sizes grow, held-out perplexity falls, beats unigram."""
+    """The committed family meets its contract: ESM-2-like growth in depth and width, more tokens for larger
+    members, held-out perplexity falling with size on the previous family's held-out set, checksums."""
     from rd_interp.io.atomic import read_json, sha256_file
+    from rd_interp.io.datasets import manifest, shipped_train_pool
+    from rd_interp.io.fasta import read_fasta
     from rd_interp.plm.esm import shipped_models
     from rd_interp.plm.family import SHIPPED_FAMILY
 
     models = shipped_models()
-    summary = read_json(next(iter(models.values())).parent / "family.json")
+    models_dir = next(iter(models.values())).parent
+    summary = read_json(models_dir / "family.json")
     assert summary["order"] == SHIPPED_FAMILY
     mem = [summary["members"][n] for n in SHIPPED_FAMILY]
     assert all(a["layers"] < b["layers"] and a["dim"] < b["dim"] for a, b in zip(mem, mem[1:]))
+    assert all(m["dim"] == 32 * m["heads"] for m in mem)  # head dimension 32 throughout
+    tokens = [m["tokens_seen"] for m in mem]
+    assert tokens[0] >= 5_000_000 and all(a < b for a, b in zip(tokens, tokens[1:]))
     ppl = [m["heldout"]["perplexity"] for m in mem]
-    assert all(a > b for a, b in zip(ppl, ppl[1:])) and ppl[-1] < 0.9 * mem[-1]["heldout"]["unigram_perplexity"]
+    uni = mem[0]["heldout"]["unigram_perplexity"]
+    assert all(a > b for a, b in zip(ppl, ppl[1:])) and all(p < 0.8 * uni for p in ppl)
     for n, m in zip(SHIPPED_FAMILY, mem):
         assert sha256_file(models[n]) == m["sha256"]
     assert sum(p.stat().st_size for p in models.values()) < 25e6
     _, _, info = load_model(SHIPPED_FAMILY[-1])
     assert (info.n_layers, info.embed_dim) == (mem[-1]["layers"], mem[-1]["dim"])
+    # trained on the set data/rebuild.py regenerates; held out: the previous family's 400 sequences
+    assert summary["fasta_sha256"] == manifest()["plm_train"]["sha256"]
+    pool_ids = [r.id for r in read_fasta(shipped_train_pool())]
+    held = fam.split_heldout(pool_ids, summary["n_heldout_sequences"], summary["config"]["seed"])
+    assert summary["n_heldout_sequences"] == 400 and summary["heldout_fasta"] == "train_pool.fasta.gz"
+    assert summary["heldout_ids_sha256"] == fam._sha_ids([i for i, h in zip(pool_ids, held) if h])
+    readme = (models_dir / "README.md").read_text()
+    for m in mem:
+        assert m["sha256"] in readme and f"{m['heldout']['perplexity']:.3f}" in readme
+    assert fam.PROBE_BEGIN in readme and fam.PROBE_END in readme

@@ -8,8 +8,15 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from rd_interp.probe import (
-    LinearProbe, auroc, bootstrap_weights, composition_features, evaluate_probe, label_matrix, split_proteins,
-    top_terms, weighted_auroc,
+    LinearProbe,
+    auroc,
+    bootstrap_weights,
+    composition_features,
+    evaluate_probe,
+    label_matrix,
+    split_proteins,
+    top_terms,
+    weighted_auroc,
 )
 
 

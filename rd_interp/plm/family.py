@@ -601,13 +601,13 @@ def family_readme(summary: dict[str, Any], command: str, train_set: dict[str, An
         data = [
             f"- Data: `{train_set['file']}` (not shipped: `python data/rebuild.py` regenerates it byte for byte from",
             f"  Debian `metastudent-data`; sha256 `{summary['fasta_sha256']}`, sha256 of its newline-joined accession",
-            f"  list `{train_set['ids_sha256']}`): {summary['n_train_sequences']:,} Swiss-Prot 2014-01 sequences "
-            f"({summary['n_train_residues']:,} residues),",
+            (f"  list `{train_set['ids_sha256']}`): {summary['n_train_sequences']:,} Swiss-Prot 2014-01 sequences "
+             f"({summary['n_train_residues']:,} residues),"),
             "  disjoint by accession and by exact sequence from the evaluation proteins and from `train_pool.fasta.gz`.",
         ]
     else:
-        data = [f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), {summary['n_train_sequences']:,} "
-                f"sequences ({summary['n_train_residues']:,} residues)."]
+        data = [(f"- Data: `{summary['fasta']}` (sha256 `{summary['fasta_sha256']}`), "
+                 f"{summary['n_train_sequences']:,} sequences ({summary['n_train_residues']:,} residues).")]
     if summary.get("heldout_fasta"):
         data.append(f"- Held out: {summary['n_heldout_sequences']} sequences of `{summary['heldout_fasta']}` (seeded "
                     "draw, never trained on), the same ones as the previous family's, so perplexities compare.")
@@ -629,8 +629,9 @@ def family_readme(summary: dict[str, Any], command: str, train_set: dict[str, An
         *data,
         "- Recipe: masked language modelling as ESM-2 (15% of residues; 80% `<mask>`, 10% random residue, 10% kept),",
         f"  random crops of up to {cfg['crop']} residues, ~{cfg['batch_tokens']} padded tokens per step, AdamW (0.9, 0.98),",
-        f"  weight decay {cfg['weight_decay']}, {cfg['warmup_fraction']:.0%} warmup then cosine decay to "
-        f"{cfg['final_lr_fraction']:.0%}, gradient clip {cfg['grad_clip']}, seed {cfg['seed']}; token budgets (deterministic).",
+        (f"  weight decay {cfg['weight_decay']}, {cfg['warmup_fraction']:.0%} warmup then cosine decay to "
+         f"{cfg['final_lr_fraction']:.0%}, gradient clip {cfg['grad_clip']}, seed {cfg['seed']}; "
+         "token budgets (deterministic)."),
         "  The training forward replays fair-esm's layers with fused attention (`plm/fast.py`; same logits and",
         "  gradients to float rounding, tested); checkpoints are plain fair-esm.",
         f"- Hardware: {hw}; training time {total_min:.0f} min summed over members, one process on one core of a CPU",
@@ -639,9 +640,9 @@ def family_readme(summary: dict[str, Any], command: str, train_set: dict[str, An
         "",
         "## Members",
         "",
-        f"Held-out perplexity: masked-LM perplexity on the {summary['n_heldout_sequences']} held-out sequences (first "
-        f"{cfg['eval_crop']} residues, one fixed seeded 15% corruption shared by all members). "
-        f"Unigram baseline (training residue frequencies) on the same masked residues: **{uni:.3f}**.",
+        (f"Held-out perplexity: masked-LM perplexity on the {summary['n_heldout_sequences']} held-out sequences "
+         f"(first {cfg['eval_crop']} residues, one fixed seeded 15% corruption shared by all members). "
+         f"Unigram baseline (training residue frequencies) on the same masked residues: **{uni:.3f}**."),
         "",
         "| member | layers | dim | heads | parameters | tokens seen | steps | peak lr | train min | held-out ppl | MB | sha256 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -11,8 +11,9 @@ seeded resamples shared by every model, so intervals (and differences) are paire
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -31,7 +32,7 @@ def split_proteins(protein_ids: Sequence[str], test_fraction: float = 0.2, seed:
         raise ValueError("protein ids must be unique (the split is by protein)")
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(test_fraction * len(ids)))
+    n_test = round(test_fraction * len(ids))
     if not 0 < n_test < len(ids):
         raise ValueError(f"{len(ids)} proteins are too few for a test fraction of {test_fraction}")
     keys = [hashlib.sha256(f"{seed}:{p}".encode()).digest() for p in ids]
@@ -52,14 +53,14 @@ class LinearProbe:
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"C": self.C, "max_iter": self.max_iter, "tol": self.tol}
 
-    def set_params(self, **params) -> "LinearProbe":
+    def set_params(self, **params) -> LinearProbe:
         for k, v in params.items():
             if k not in self.get_params():
                 raise ValueError(f"LinearProbe has no parameter {k!r}")
             setattr(self, k, v)
         return self
 
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> "LinearProbe":
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> LinearProbe:
         X = _check_X(X)
         Y = np.asarray(Y, dtype=bool)
         if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
@@ -125,7 +126,7 @@ class ProbeResult:
                 "skipped_terms": list(self.skipped_terms), "seed": self.seed, "n_boot": self.n_boot,
                 "per_term": {t: float(a) for t, a in zip(self.terms, self.auroc)}}
 
-    def difference(self, other: "ProbeResult") -> tuple[float, float, float]:
+    def difference(self, other: ProbeResult) -> tuple[float, float, float]:
         """Paired macro-AUROC difference self - other and its bootstrap interval (same proteins, terms, resamples)."""
         if self.terms != other.terms or self.test_ids != other.test_ids or self.n_boot != other.n_boot \
                 or self.seed != other.seed:

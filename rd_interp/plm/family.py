@@ -16,15 +16,17 @@ millions of tokens affordable on one CPU core; the saved checkpoint is plain fai
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -420,10 +422,24 @@ def train_member(spec: MemberSpec, train_seqs: Sequence[str], cfg: FamilyConfig,
         if step % cfg.checkpoint_every == 0 and step < total:
             _save_state(state_path, model, opt, gen, batches, spec, total, step, seen, time.time() - t_start,
                         loss_hist, eval_hist)
+            _release_free_memory()
     model.eval()
     stats = {"steps": step, "tokens_seen": seen, "train_seconds": round(time.time() - t_start, 1),
              "loss_history": loss_hist, "eval_history": eval_hist}
     return model, stats
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc only; elsewhere a no-op).
+
+    Why: batches of varying length make the fused attention allocate buffers of ever-new sizes, and
+    glibc's heap then fragments: the training process grew by ~4 GB over two hours without it (a
+    stable ~1 GB with a trim every 100 steps, which costs about a second).
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _save_state(path, model, opt, gen, batches, spec, total, step, seen, elapsed, loss_hist, eval_hist) -> None:

@@ -15,9 +15,14 @@ Outputs (gzip with mtime=0 and no file name, so rebuilds are byte-identical):
   data/go/go.obo.gz                 GO 2022-07-01 as OBO 1.2 that goatools' GODag loads
   data/proteins/eval.fasta.gz       evaluation proteins (length 50-1022, >= 1 resolved GO annotation)
   data/proteins/eval_go.tsv.gz      their GO annotations: protein_id, go_id (main id), namespace
-  data/proteins/train_pool.fasta.gz disjoint pool of sequences for training the shipped PLM family
+  data/proteins/train_pool.fasta.gz disjoint pool of sequences: the reverse-distillation fitting pool and the
+                                    source of the PLM family's 400 held-out perplexity sequences
   data/manifest.json                counts, checksums, source versions (tests compare against it)
   data/README.md, data/go/README.md, data/proteins/README.md   generated from the same numbers
+
+Regenerated, never committed (too large to ship; its checksums are in the manifest):
+  data/plm_train/train.fasta.gz     the PLM family's training sequences: every remaining Swiss-Prot 2014-01
+                                    sequence, disjoint from eval and train_pool by accession and exact sequence
 
 This script deliberately imports nothing from rd_interp, so it runs before the package is installed.
 """
@@ -46,6 +51,7 @@ GO_SQLITE = Path("/usr/lib/R/site-library/GO.db/extdata/GO.sqlite")
 
 N_EVAL = 20_000
 N_POOL = 20_000
+MIN_TRAIN_LEN = 50  # PLM training sequences: no upper bound (training uses random crops)
 MIN_LEN, MAX_LEN = 50, 1022
 EVAL_SALT = "rd_interp/eval/v1:"
 POOL_SALT = "rd_interp/train_pool/v1:"
@@ -65,6 +71,7 @@ SHIPPED = (
     "proteins/eval_go.tsv.gz",
     "proteins/train_pool.fasta.gz",
 )
+PLM_TRAIN = "plm_train/train.fasta.gz"  # regenerated, git-ignored
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -325,9 +332,11 @@ def build(out_dir: Path) -> dict:
         if len(pool_ids) == N_POOL:
             break
     pool_ids.sort()
+    plm_train = select_plm_train(seqs, invalid, eval_ids, pool_ids)
 
     files["proteins/eval.fasta.gz"] = _gzip_bytes(_fasta_text([(a, seqs[a]) for a in eval_ids]))
     files["proteins/train_pool.fasta.gz"] = _gzip_bytes(_fasta_text([(a, seqs[a]) for a in pool_ids]))
+    files[PLM_TRAIN] = _gzip_bytes(_fasta_text([(a, seqs[a]) for a in plm_train["ids"]]))
     rows = ["protein_id\tgo_id\tnamespace\n"]
     ann_ns = collections.Counter()
     terms_used = {ns: set() for ns in ("BP", "MF", "CC")}
@@ -406,10 +415,20 @@ def build(out_dir: Path) -> dict:
             "skipped_identical_to_eval": n_pool_dup_eval,
             "skipped_identical_within_pool": n_pool_dup_pool,
         },
+        "plm_train": {
+            **{k: v for k, v in plm_train.items() if k != "ids"},
+            "file": PLM_TRAIN,
+            "bytes": len(files[PLM_TRAIN]),
+            "sha256": hashlib.sha256(files[PLM_TRAIN]).hexdigest(),
+        },
         "files": {name: {"bytes": len(files[name]), "sha256": hashlib.sha256(files[name]).hexdigest()}
                   for name in SHIPPED},
     }
-    manifest["total_mb"] = round(sum(len(b) for b in files.values()) / 1e6, 2)
+    manifest["selection"]["plm_train"] = (
+        f"length >= {MIN_TRAIN_LEN}, only ESM alphabet letters, accession not in eval or train_pool, sequence not "
+        "identical to an eval or train_pool sequence, first accession (sorted) of each distinct sequence; "
+        "all such sequences, sorted by accession")
+    manifest["total_mb"] = round(sum(len(files[n]) for n in SHIPPED) / 1e6, 2)
     files["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     files["README.md"] = render_readme(manifest).encode()
     files["go/README.md"] = render_go_readme(manifest).encode()
@@ -417,6 +436,46 @@ def build(out_dir: Path) -> dict:
     for name, blob in files.items():
         _write_atomic(out_dir / name, blob)
     return manifest
+
+
+def select_plm_train(seqs: dict[str, str], invalid: set[str], eval_ids: list[str], pool_ids: list[str]) -> dict:
+    """The PLM family's training set: disjoint from eval and train_pool by accession AND exact sequence.
+
+    Why both: the same sequence under another accession would leak evaluation proteins (or the
+    held-out perplexity sequences, which come from train_pool) into training.
+    """
+    taken_ids = set(eval_ids) | set(pool_ids)
+    taken_seqs = {seqs[a] for a in taken_ids}
+    ids, seen = [], set()
+    n_dup_taken = n_dup_within = n_short = 0
+    for a in sorted(seqs):
+        s = seqs[a]
+        if a in taken_ids or a in invalid:
+            continue
+        if len(s) < MIN_TRAIN_LEN:
+            n_short += 1
+            continue
+        if s in taken_seqs:
+            n_dup_taken += 1
+            continue
+        if s in seen:
+            n_dup_within += 1
+            continue
+        seen.add(s)
+        ids.append(a)
+    if set(ids) & taken_ids or {seqs[a] for a in ids} & taken_seqs:
+        raise SystemExit("rebuild: PLM training set overlaps eval/train_pool (bug)")
+    lens = sorted(len(seqs[a]) for a in ids)
+    return {
+        "ids": ids,
+        "proteins": len(ids),
+        "residues": sum(lens),
+        "length_min_median_max": [lens[0], lens[len(lens) // 2], lens[-1]],
+        "skipped_shorter_than_min": n_short,
+        "skipped_identical_to_eval_or_pool": n_dup_taken,
+        "skipped_identical_within": n_dup_within,
+        "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+    }
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
@@ -455,8 +514,14 @@ def render_readme(m: dict) -> str:
         f"{f['proteins/eval.fasta.gz']['bytes']:,} | `{f['proteins/eval.fasta.gz']['sha256']}` |"),
         (f"| proteins/eval_go.tsv.gz | {m['eval']['annotations']:,} GO annotations of those proteins | "
         f"{f['proteins/eval_go.tsv.gz']['bytes']:,} | `{f['proteins/eval_go.tsv.gz']['sha256']}` |"),
-        (f"| proteins/train_pool.fasta.gz | {m['train_pool']['proteins']:,} disjoint sequences for PLM training | "
+        (f"| proteins/train_pool.fasta.gz | {m['train_pool']['proteins']:,} disjoint sequences (distillation fit, PLM held-out) | "
         f"{f['proteins/train_pool.fasta.gz']['bytes']:,} | `{f['proteins/train_pool.fasta.gz']['sha256']}` |"),
+        "",
+        (f"Not shipped, regenerated by the same command: `{m['plm_train']['file']}`, the "
+        f"{m['plm_train']['proteins']:,} training"),
+        (f"sequences of the model family ({m['plm_train']['bytes']:,} bytes, sha256 `{m['plm_train']['sha256']}`;"
+        f" sha256 of its"),
+        f"newline-joined accession list `{m['plm_train']['ids_sha256']}`).",
         "",
         "All counts, checksums and source versions are in `manifest.json` (the tests check the files against it).",
         "Details: [go/README.md](go/README.md), [proteins/README.md](proteins/README.md). `models/` holds the",
@@ -544,7 +609,7 @@ def render_go_readme(m: dict) -> str:
 
 
 def render_proteins_readme(m: dict) -> str:
-    e, p, s = m["eval"], m["train_pool"], m["source_proteins"]
+    e, p, s, t = m["eval"], m["train_pool"], m["source_proteins"], m["plm_train"]
     f = m["files"]
     lines = [
         "# Proteins and GO annotations (data/proteins)",
@@ -566,7 +631,7 @@ def render_proteins_readme(m: dict) -> str:
         f"{'/'.join(map(str, e['length_min_median_max']))} | `{f['proteins/eval.fasta.gz']['sha256']}` |"),
         (f"| eval_go.tsv.gz | `protein_id<TAB>go_id<TAB>namespace` with a header line; {e['annotations']:,} rows | "
         f"`{f['proteins/eval_go.tsv.gz']['sha256']}` |"),
-        (f"| train_pool.fasta.gz | {p['proteins']:,} training sequences, {p['residues']:,} residues, length "
+        (f"| train_pool.fasta.gz | {p['proteins']:,} sequences (distillation fit, PLM held-out), {p['residues']:,} residues, length "
         f"min/median/max {'/'.join(map(str, p['length_min_median_max']))} | "
         f"`{f['proteins/train_pool.fasta.gz']['sha256']}` |"),
         "",
@@ -576,6 +641,13 @@ def render_proteins_readme(m: dict) -> str:
         f"- train_pool: {m['selection']['train_pool']}. Skipped {p['skipped_identical_to_eval']:,} sequences",
         (f"  identical to an eval protein and {p['skipped_identical_within_pool']:,} identical to an earlier pool"
         " sequence."),
+        "  Used to fit reverse distillation; the model family's 400 held-out perplexity sequences come from it.",
+        f"- {m['plm_train']['file']} (regenerated, not shipped): {m['selection']['plm_train']}.",
+        (f"  {t['proteins']:,} sequences, {t['residues']:,} residues, length min/median/max "
+        f"{'/'.join(map(str, t['length_min_median_max']))}; skipped {t['skipped_identical_to_eval_or_pool']:,} identical"),
+        (f"  to an eval or train_pool sequence, {t['skipped_identical_within']:,} repeats, "
+        f"{t['skipped_shorter_than_min']:,} shorter than {MIN_TRAIN_LEN}."),
+        f"  sha256 of the newline-joined accession list: `{t['ids_sha256']}`.",
         "",
         "## Annotations",
         "",
@@ -608,8 +680,11 @@ def check(data_dir: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="rd_interp_rebuild_") as tmp:
         build(Path(tmp))
         bad = 0
-        for name in GENERATED:
+        for name in GENERATED + (PLM_TRAIN,):
             new = _sha(Path(tmp) / name)
+            if name == PLM_TRAIN and not (data_dir / name).exists():
+                print(f"{'skip':8s} {name}  not built here (regenerated, not shipped); rebuilt={new[:16]}")
+                continue
             old = _sha(data_dir / name) if (data_dir / name).exists() else "missing"
             status = "ok" if new == old else "DIFFERS"
             bad += status != "ok"

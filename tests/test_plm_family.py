@@ -90,6 +90,62 @@ def test_interrupted_member_resumes_identically(tmp_path, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
 
 
+def test_fused_training_forward_equals_fair_esm():
+    """The fused training forward (fast attention, LM head on masked positions) has fair-esm's logits and gradients."""
+    import torch.nn.functional as F
+
+    alpha = alphabet()
+    model = fam.build_model(MemberSpec("f", 2, 32, 2, 1), alpha, seed=0)
+    model.train()
+    toks = fam.collate(fam.encode(_seqs(6), alpha), alpha)  # unequal lengths: padding is exercised
+    inputs, targets = mask_tokens(toks, alpha, torch.Generator().manual_seed(0))
+    sel = targets != -100
+    out = []
+    for fused in (False, True):
+        model.zero_grad()
+        logits = fam.mlm_logits(model, inputs, sel, fused=fused)
+        F.cross_entropy(logits, targets[sel]).backward()
+        out.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (la, ga), (lb, gb) = out
+    assert la.shape == (int(sel.sum()), len(alpha.all_toks))
+    torch.testing.assert_close(la, lb, rtol=1e-4, atol=1e-5)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        torch.testing.assert_close(ga[k], gb[k], rtol=1e-3, atol=1e-6, msg=k)
+
+
+def test_heldout_from_another_file_and_independent_members(tmp_path):
+    """Held-out sequences drawn from a second file (as the shipped family does) never train; a member
+    stays valid when another member's spec changes."""
+    from rd_interp.io.atomic import read_json
+
+    seqs = _seqs(80, seed=1)
+    train_fa, held_fa = tmp_path / "train.fasta", tmp_path / "held.fasta"
+    write_fasta(held_fa, [(f"h{i}", s) for i, s in enumerate(seqs[:30])])
+    dup = seqs[3]  # a held-out candidate also present (under another id) in the training file
+    write_fasta(train_fa, [(f"t{i}", s) for i, s in enumerate(seqs[30:])] + [("copy", dup)])
+    cfg = _cfg(n_heldout=10, eval_every=5)
+    out = tmp_path / "m"
+    summary = train_family(train_fa, out, cfg, progress=False, heldout_fasta=held_fa, only=["t-S"])
+    held = fam.split_heldout([f"h{i}" for i in range(30)], 10, cfg.seed)
+    held_ids = [f"h{i}" for i in range(30) if held[i]]
+    assert summary["heldout_ids_sha256"] == fam._sha_ids(held_ids) and summary["n_heldout_sequences"] == 10
+    expect_excluded = int(held[3])  # "copy" is dropped only if seqs[3] was drawn into the held-out set
+    assert summary["n_train_excluded_as_heldout"] == expect_excluded
+    assert summary["n_train_sequences"] == 51 - expect_excluded
+    meta = read_json(out / "t-S.json")
+    assert meta["eval_history"] and all(np.isfinite(e[2]) for e in meta["eval_history"])
+    before = (out / "t-S.pt").read_bytes()
+    bigger = _cfg(n_heldout=10, eval_every=5, log_every=3,
+                  members=[MemberSpec("t-S", 1, 16, 2, 20000, lr=5e-3), MemberSpec("t-L", 2, 32, 2, 30000, lr=5e-3)])
+    again = train_family(train_fa, out, bigger, progress=False, heldout_fasta=held_fa)
+    assert (out / "t-S.pt").read_bytes() == before  # kept: its own spec and the data did not change
+    assert again["members"]["t-L"]["tokens_seen"] >= 30000 and again["order"] == ["t-S", "t-L"]
+    with pytest.raises(ValueError, match="another config"):  # a member whose own spec changed is refused
+        train_family(train_fa, out, _cfg(n_heldout=10, members=[MemberSpec("t-S", 1, 16, 2, 9000, lr=5e-3)]),
+                     progress=False, heldout_fasta=held_fa)
+
+
 def test_cli_family_train_with_toml_config(tmp_path, capsys):
     from rd_interp.cli import main
 
@@ -110,20 +166,38 @@ def test_cli_family_train_with_toml_config(tmp_path, capsys):
 
 
 def test_shipped_family_is_ordered_and_loadable():
-    """The committed family meets its own contract: sizes grow, held-out perplexity falls, beats unigram."""
+    """The committed family meets its contract: ESM-2-like growth in depth and width, more tokens for larger
+    members, held-out perplexity falling with size on the previous family's held-out set, checksums."""
     from rd_interp.io.atomic import read_json, sha256_file
+    from rd_interp.io.datasets import manifest, shipped_train_pool
+    from rd_interp.io.fasta import read_fasta
     from rd_interp.plm.esm import shipped_models
     from rd_interp.plm.family import SHIPPED_FAMILY
 
     models = shipped_models()
-    summary = read_json(next(iter(models.values())).parent / "family.json")
+    models_dir = next(iter(models.values())).parent
+    summary = read_json(models_dir / "family.json")
     assert summary["order"] == SHIPPED_FAMILY
     mem = [summary["members"][n] for n in SHIPPED_FAMILY]
     assert all(a["layers"] < b["layers"] and a["dim"] < b["dim"] for a, b in zip(mem, mem[1:]))
+    assert all(m["dim"] == 32 * m["heads"] for m in mem)  # head dimension 32 throughout
+    tokens = [m["tokens_seen"] for m in mem]
+    assert tokens[0] >= 5_000_000 and all(a < b for a, b in zip(tokens, tokens[1:]))
     ppl = [m["heldout"]["perplexity"] for m in mem]
-    assert all(a > b for a, b in zip(ppl, ppl[1:])) and ppl[-1] < 0.9 * mem[-1]["heldout"]["unigram_perplexity"]
+    uni = mem[0]["heldout"]["unigram_perplexity"]
+    assert all(a > b for a, b in zip(ppl, ppl[1:])) and all(p < 0.8 * uni for p in ppl)
     for n, m in zip(SHIPPED_FAMILY, mem):
         assert sha256_file(models[n]) == m["sha256"]
     assert sum(p.stat().st_size for p in models.values()) < 25e6
     _, _, info = load_model(SHIPPED_FAMILY[-1])
     assert (info.n_layers, info.embed_dim) == (mem[-1]["layers"], mem[-1]["dim"])
+    # trained on the set data/rebuild.py regenerates; held out: the previous family's 400 sequences
+    assert summary["fasta_sha256"] == manifest()["plm_train"]["sha256"]
+    pool_ids = [r.id for r in read_fasta(shipped_train_pool())]
+    held = fam.split_heldout(pool_ids, summary["n_heldout_sequences"], summary["config"]["seed"])
+    assert summary["n_heldout_sequences"] == 400 and summary["heldout_fasta"] == "train_pool.fasta.gz"
+    assert summary["heldout_ids_sha256"] == fam._sha_ids([i for i, h in zip(pool_ids, held) if h])
+    readme = (models_dir / "README.md").read_text()
+    for m in mem:
+        assert m["sha256"] in readme and f"{m['heldout']['perplexity']:.3f}" in readme
+    assert fam.PROBE_BEGIN in readme and fam.PROBE_END in readme

@@ -154,17 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", default=str(ROOT / "runs" / "probe_cache"), help="'' disables the cache")
     ap.add_argument("--readme", default=str(ROOT / "data" / "models" / "README.md"))
-    ap.add_argument("--no-readme", action="store_true", help="do not update the README table")
+    ap.add_argument("--no-readme", action="store_true", help="do not update the README table nor probe.json")
     args = ap.parse_args(argv)
 
     from rd_interp.io.annotations import read_annotations
-    from rd_interp.io.atomic import read_json, write_text
+    from rd_interp.io.atomic import read_json, write_json, write_text
     from rd_interp.io.datasets import shipped_annotations, shipped_proteins
     from rd_interp.io.fasta import read_fasta
     from rd_interp.io.go import Ontology
     from rd_interp.plm.esm import shipped_models
     from rd_interp.plm.family import SHIPPED_FAMILY, _hardware
-    from rd_interp.probe import composition_features, evaluate_probe, label_matrix, top_terms
+    from rd_interp.probe import composition_features
+    from rd_interp.probe.protocol import go_tasks, probe_go
 
     t_start = time.time()
     torch.set_num_threads(args.threads)
@@ -175,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ids, seqs = [r[0] for r in recs], [r[1] for r in recs]
     onto = Ontology.load()
     ann = read_annotations(shipped_annotations(), ontology=onto)
-    by_ns = {ns: ann.by_namespace(onto, ns) for ns in NAMESPACES}
-    rows_ns = {ns: [i for i, p in enumerate(ids) if p in by_ns[ns]] for ns in NAMESPACES}
+    tasks = go_tasks(ids, ann, onto, args.k)  # the pipeline's probe protocol: same terms, split, bootstrap
 
     models_dir = Path(args.models_dir) if args.models_dir else None
     new = {n: (models_dir / f"{n}.pt" if models_dir else shipped_models()[n]) for n in SHIPPED_FAMILY}
@@ -199,15 +199,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, setup_terms = [], {}
     for label, shape, X, meta in feats:
-        res = {}
-        for ns in NAMESPACES:
-            rr = rows_ns[ns]
-            pid = [ids[i] for i in rr]
-            terms = top_terms(pid, by_ns[ns], args.k)
-            Y = label_matrix(pid, by_ns[ns], terms)
-            res[ns] = evaluate_probe(X[rr], Y, pid, terms, seed=args.seed, test_fraction=args.test_fraction,
-                                     n_boot=args.n_boot, min_positives=args.min_positives, C=args.C)
-            setup_terms[ns] = len(res[ns].terms)
+        res = probe_go(X, tasks, seed=args.seed, test_fraction=args.test_fraction, n_boot=args.n_boot,
+                       min_positives=args.min_positives, C=args.C)
+        missing = [ns for ns in NAMESPACES if ns not in res]
+        if missing:
+            raise SystemExit(f"probe_family: no probe-able term in {missing} for {label}; use more proteins")
+        setup_terms = {ns: len(res[ns].terms) for ns in NAMESPACES}
         rows.append({"label": label, "shape": shape, "res": res, "meta": meta})
         print(f"{label:40s} " + "  ".join(f"{ns} {fmt_ci(res[ns])}" for ns in NAMESPACES), file=sys.stderr)
 
@@ -222,22 +219,25 @@ def main(argv: list[str] | None = None) -> int:
     argv_str = shlex.join(sys.argv[1:] if argv is None else argv)
     setup = {"k": args.k, "seed": args.seed, "test_fraction": args.test_fraction, "n_boot": args.n_boot, "C": args.C,
              "confidence": 0.95, "min_positives": args.min_positives, "n_terms": setup_terms,
-             "proteins": {ns: len(rows_ns[ns]) for ns in NAMESPACES},
+             "proteins": {ns: len(tasks[ns]["ids"]) for ns in NAMESPACES},
              "subset_note": f"; a seeded subset of {len(ids):,} of the shipped proteins" if args.n_proteins else "",
              "command": ("python analyses/probe_family.py " + argv_str).strip(),
              "seconds": time.time() - t_start, "hardware": _hardware()}
     block = render_block(rows, diffs, verdict, setup)
     print(block)
-    if not args.no_readme:
-        path = Path(args.readme)
-        write_text(path, replace_block(path.read_text() if path.is_file() else "", block))
-    print(json.dumps({
+    figures = {
         "proteins": setup["proteins"], "terms": setup_terms, "seed": args.seed,
-        "rows": {r["label"]: {"ppl": r["meta"].get("ppl"),
+        "rows": {r["label"]: {"ppl": r["meta"].get("ppl"), "sha256": r["meta"].get("sha256"),
                               **{ns: {"macro_auroc": round(r["res"][ns].macro_auroc, 4),
                                       "ci": [round(r["res"][ns].ci_low, 4), round(r["res"][ns].ci_high, 4)]}
                                  for ns in NAMESPACES}} for r in rows},
-        **verdict, "seconds": round(setup["seconds"], 1)}))
+        **verdict, "command": setup["command"], "seconds": round(setup["seconds"], 1)}
+    if not args.no_readme:
+        path = Path(args.readme)
+        write_text(path, replace_block(path.read_text() if path.is_file() else "", block))
+        # beside the README: what the report shows for the members it used (rd_interp.plm.cards)
+        write_json(path.parent / "probe.json", figures)
+    print(json.dumps(figures))
     return 0
 
 

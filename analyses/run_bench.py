@@ -92,7 +92,8 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{r['fit_speedup']:.1f}x", f"PCs {r['n_pcs_ours']} vs {r['n_pcs_ref']}"]]
     if name == "enrich":
         return [[f"GO enrichment, {r['n_proteins']:,} proteins, {r['n_latents']} latents", cmd,
-                 f"{r['ours_seconds']:.1f} s",
+                 f"{r['ours_seconds']:.1f} s" + (f"; + {r['null_permutations']} label permutations "
+                                                 f"{r['null_seconds']:.1f} s" if r.get("null_permutations") else ""),
                  f"goatools run_study loop {r['goatools_extrapolated_seconds']:,.0f} s (extrapolated from "
                  f"{r['goatools_sample_latents']} latents)", f"{r['speedup']:.0f}x",
                  f"{r['mismatches']} mismatches in {r['records_compared']:,} records"]]

@@ -10,10 +10,11 @@ from pathlib import Path
 import rd_interp
 
 ROOT = Path(rd_interp.__file__).parent
-LAYERS = ["io", "device", "data", "plm", "distill", "probe", "sae", "enrich", "report", "config", "pipeline", "cli",
+LAYERS = ["io", "device", "dist", "data", "plm", "distill", "probe", "sae", "enrich", "report", "config", "pipeline", "cli",
           "__main__"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["device"] = RANK["io"]  # a leaf used by every stage
+RANK["dist"] = RANK["io"]  # the torchrun process group: a leaf (torch only) used by plm and sae
 
 
 def _module(path: Path) -> str:

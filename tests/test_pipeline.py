@@ -304,3 +304,40 @@ def test_readme_demo_section_is_generated_from_the_run(finished_run, tmp_path):
     assert summary["run_id"] in text
     for h in summary["headline"]:
         assert f"| {h['label']} |" in text and f"{h['nonredundant']['mean']:,.1f}" in text
+
+
+def test_residue_budgets_for_sae_training_and_the_distillation_fit(finished_run, tmp_path):
+    """sae.max_train_residues and distill.max_fit_residues: a seeded uniform draw of residues, held-out
+    proteins untouched, recorded in the result, and part of the stage config (so a change reruns it)."""
+    import numpy as np
+
+    from rd_interp.distill import run as distill_stage
+    from rd_interp.io.inputs import open_store
+    from rd_interp.io.options import key_dict
+    from rd_interp.io.split import row_budget
+    from rd_interp.sae import run as sae_stage
+
+    rows = np.arange(10, 1010)
+    a, b = row_budget(rows, 100, 7), row_budget(rows, 100, 7)
+    assert np.array_equal(a, b) and a.size == 100 and np.all(np.diff(a) > 0) and np.isin(a, rows).all()
+    assert not np.array_equal(a, row_budget(rows, 100, 8))
+    assert np.array_equal(row_budget(rows, 0, 7), rows) and np.array_equal(row_budget(rows, 5000, 7), rows)
+
+    cfg, pipe = finished_run
+    distill = load_manifest(_dir(pipe.root, "distill"))
+    store, _ = open_store(distill)
+    tcfg = RunConfig.from_dict(cfg.to_dict()).sae
+    tcfg.max_train_residues = 500
+    m = sae_stage.train({"store": distill}, tcfg, tmp_path / "sae", seed=0, progress=False)
+    assert m.result["train_residues"] == 500 < m.result["train_residues_available"]
+    full = load_manifest(_dir(pipe.root, "sae-rd-s0"))
+    assert m.result["metrics"]["n_vectors"] == full.result["metrics"]["n_vectors"]  # same held-out proteins
+    assert key_dict(tcfg) != full.config  # the budget is part of the stage key
+
+    dcfg = RunConfig.from_dict(cfg.to_dict()).distill
+    dcfg.max_fit_residues = 300
+    embeds = [load_manifest(_dir(pipe.root, "embed-tiny16")), load_manifest(_dir(pipe.root, "embed-tiny32"))]
+    fits = [load_manifest(_dir(pipe.root, "fitembed-tiny16")), load_manifest(_dir(pipe.root, "fitembed-tiny32"))]
+    d = distill_stage.run({"embed": embeds, "fit": fits}, dcfg, tmp_path / "distill", seed=cfg.seed)
+    assert d.result["train_rows"] == 300 and d.result["fit_set"]["rows_available"] > 300
+    assert d.result["steps"][0]["n_samples"] == 300

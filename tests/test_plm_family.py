@@ -201,3 +201,38 @@ def test_shipped_family_is_ordered_and_loadable():
     for m in mem:
         assert m["sha256"] in readme and f"{m['heldout']['perplexity']:.3f}" in readme
     assert fam.PROBE_BEGIN in readme and fam.PROBE_END in readme
+    # the functional check was run on these very weights (analyses/probe_family.py writes both)
+    probe = read_json(models_dir / "probe.json")
+    assert all(probe["rows"][n]["sha256"] == m["sha256"] for n, m in zip(SHIPPED_FAMILY, mem))
+
+
+def test_member_cards_of_the_shipped_family(tmp_path, monkeypatch):
+    """The report's model table: shape, size, tokens and perplexity from family.json; probe AUROC only when
+    probe.json was computed on the same weights."""
+    import json
+    import shutil
+
+    from rd_interp.plm import cards
+    from rd_interp.plm.esm import shipped_models
+
+    fam = json.loads((shipped_models()["mini-L"].parent / "family.json").read_text())
+    card = cards.member_card("mini-L")
+    rec = fam["members"]["mini-L"]
+    assert (card["layers"], card["dim"], card["params"], card["tokens_seen"]) == (
+        rec["layers"], rec["dim"], rec["n_params"], rec["tokens_seen"])
+    assert card["heldout_ppl"] == rec["heldout"]["perplexity"] < card["unigram_ppl"]
+    assert cards.member_card("35M") is None and cards.member_card("/some/model.pt") is None
+    # a probe.json for other weights is not shown; for these weights it is
+    d = tmp_path / "models"
+    d.mkdir()
+    for f in ("mini-L.pt", "family.json"):
+        shutil.copy(shipped_models()["mini-L"].parent / f, d / f)
+    monkeypatch.setattr(cards, "shipped_models", lambda: {"mini-L": d / "mini-L.pt"})
+    row = {"BP": {"macro_auroc": 0.8}, "MF": {"macro_auroc": 0.9}, "CC": {"macro_auroc": 0.85}}
+    (d / "probe.json").write_text(json.dumps({"rows": {"mini-L": {**row, "sha256": "0" * 64}}}))
+    assert cards.member_card("mini-L")["probe_macro_auroc"] is None
+    (d / "probe.json").write_text(json.dumps({"rows": {"mini-L": {**row, "sha256": rec["sha256"]}}}))
+    assert cards.member_card("mini-L")["probe_macro_auroc"] == {"BP": 0.8, "MF": 0.9, "CC": 0.85}
+    (d / "probe.json").write_text("{not json")
+    with pytest.raises(ValueError, match="probe.json: unreadable"):
+        cards.member_card("mini-L")

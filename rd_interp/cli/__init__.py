@@ -55,6 +55,29 @@ def _expand_home(args: argparse.Namespace) -> None:
             setattr(args, key, [os.path.expanduser(v) if isinstance(v, str) else v for v in value])
 
 
+def _call(args: argparse.Namespace) -> int | None:
+    """Run the command. Under torchrun, rank 0 runs it and the other ranks serve the steps it spreads over
+    them (embedding, SAE training; see rd_interp.dist)."""
+    from rd_interp import dist
+
+    w = dist.world()
+    if not w.distributed:
+        return args.func(args)
+    import rd_interp.plm.sharded  # registers the embedding job
+    import rd_interp.sae.train  # registers the SAE training job
+    from rd_interp.device import resolve_device
+
+    dist.init(resolve_device(getattr(args, "device", None) or "auto"))
+    if not w.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one rank speaks
+        dist.serve()
+        return 0
+    try:
+        return args.func(args)
+    finally:
+        dist.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     old = _term.install()
     try:
@@ -76,7 +99,7 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args.func(args) or 0)
+        code = int(_call(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
         return code
     except BrokenPipeError:  # `rd-interp ... | head`: the reader has what it wanted

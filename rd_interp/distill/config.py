@@ -28,6 +28,9 @@ class DistillConfig(FitSetConfig):
     mode: Literal["chain", "direct"] = opt("chain", "chain: each step starts from the previous rd embedding; "
                                                     "direct: every step from the smallest model")
     chunk_rows: int = opt(65536, "rows per streamed block")
+    max_fit_residues: int = opt(20_000_000, "at most this many fit-set residues, drawn uniformly with the run seed "
+                                            "(0 = all): the fit holds them in memory as float32 (x the summed "
+                                            "widths), so this bounds its memory")
 
     def validate(self) -> None:
         super().validate()
@@ -37,6 +40,8 @@ class DistillConfig(FitSetConfig):
             raise ConfigError(f"distill.alpha must be a finite number > 0, got {self.alpha}")
         if not 0 < self.min_variance_explained <= 1:
             raise ConfigError("distill.min_variance_explained must be in (0, 1]")
+        if self.max_fit_residues < 0:
+            raise ConfigError(f"distill.max_fit_residues must be >= 0 (0 = all), got {self.max_fit_residues}")
         if self.chunk_rows < 1:
             raise ConfigError("distill.chunk_rows must be >= 1")
 

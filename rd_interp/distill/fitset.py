@@ -28,7 +28,7 @@ from rd_interp.distill.stores import aligned_chunks, check_aligned
 from rd_interp.io.fasta import read_fasta
 from rd_interp.io.inputs import open_store
 from rd_interp.io.manifest import Manifest
-from rd_interp.io.split import seeded_subset
+from rd_interp.io.split import row_budget, seeded_subset
 from rd_interp.io.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,26 @@ class FitData:
     analysis_stores: list[EmbeddingStore]
     held_out: np.ndarray  # indices of analysis proteins not used in the fit (diagnostics run on these)
     info: dict[str, Any] = field(default_factory=dict)  # JSON-able record for the stage result
+    row_subset: np.ndarray | None = None  # a residue budget's draw among the fit proteins' rows (see limit)
 
     @property
     def rows(self) -> np.ndarray | None:
         """Global row indices of the fit rows in fit_stores (None: every row)."""
+        if self.row_subset is not None:
+            return self.row_subset
         if self.fit_proteins.size == self.fit_stores[0].n_proteins:
             return None
         return self.fit_stores[0].protein_rows(self.fit_proteins)
+
+    def limit(self, max_rows: int, seed: int) -> FitData:
+        """At most max_rows fit rows, drawn uniformly over the fit proteins' residues (0: no limit)."""
+        rows = self.rows
+        everything = np.arange(self.fit_stores[0].n_rows, dtype=np.int64) if rows is None else rows
+        if max_rows <= 0 or everything.size <= max_rows:
+            return self
+        sub = row_budget(everything, max_rows, seed)
+        info = {**self.info, "rows": int(sub.size), "rows_available": int(everything.size)}
+        return FitData(self.fit_stores, self.fit_proteins, self.analysis_stores, self.held_out, info, sub)
 
     def fit_sources(self) -> list:
         """What an estimator's fit() takes: the stores themselves (streamed) or the fit rows as arrays."""

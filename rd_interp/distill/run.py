@@ -39,7 +39,7 @@ def run(inputs: dict, cfg: DistillConfig, out_dir: str | Path, *, seed: int = 0,
     d = claim_dir(out_dir, STAGE, OUTPUTS)
     embeds = list(inputs["embed"])
     names = [m.params["model"] for m in embeds]
-    fd = fit_data(inputs, cfg, seed=seed)
+    fd = fit_data(inputs, cfg, seed=seed).limit(cfg.max_fit_residues, seed)
     chain = cfg.chain(names, device=device)
     chain.fit(fd.fit_sources())
     chain.save(d / CHAIN)

@@ -46,3 +46,17 @@ def split_digest(ids: Sequence[str], held: np.ndarray) -> str:
     for i in np.sort(np.asarray(held, dtype=np.int64)):
         h.update(ids[int(i)].encode() + b"\n")
     return h.hexdigest()
+
+
+def row_budget(rows: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """At most `budget` of `rows`, drawn uniformly without replacement with `seed`, in ascending order.
+
+    Why: training an SAE or fitting a distillation does not need every residue of a 40M-residue store;
+    a uniform draw over residues keeps every protein's share proportional to its length, and sorted
+    indices keep reads from a memory-mapped store sequential. budget <= 0 or >= len(rows): all rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if budget <= 0 or rows.size <= budget:
+        return rows
+    pick = np.random.default_rng([int(seed), 0x5EED]).choice(rows.size, size=int(budget), replace=False)
+    return np.sort(rows[pick])

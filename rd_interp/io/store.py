@@ -290,6 +290,11 @@ class EmbeddingStore:
         return out
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """The manifest its writer was given (what produced the rows), without the store's own bookkeeping."""
+        return {k: v for k, v in self.manifest.items() if k not in _OWN_KEYS}
+
+    @property
     def nbytes(self) -> int:
         return int(sum(a.nbytes for a in self._shards))
 
@@ -453,6 +458,40 @@ class StoreWriter:
         self._lengths.extend(lengths)
         self.done.update(self._buf_ids)
         self._buf, self._buf_ids, self._buf_set, self._buf_rows = [], [], set(), 0
+
+    def adopt(self, part: EmbeddingStore) -> None:
+        """Append every protein of another complete store with this store's settings, shard by shard.
+
+        Why: the ranks of a distributed run each write a store of their share; the merged store takes
+        their shard files by hard link (a copy only across file systems), so merging costs no rewrite of
+        the rows. Shards whose proteins are already here (a resumed merge) are skipped.
+        """
+        if self._closed or self._complete:
+            raise StoreError(f"{self.path}: writer is closed or the store is complete; cannot adopt {part.path}")
+        if (part.dim, part.dtype) != (self.dim, self.dtype):
+            raise StoreError(f"{part.path}: dim {part.dim} {part.dtype}, this store is {self.dim} {self.dtype}")
+        self._flush()
+        sdir = self.path / "shards"
+        for entry in part.manifest["shards"]:
+            rec = read_json(part.path / "shards" / f"{entry['name']}.json")
+            ids = [str(i) for i in rec["ids"]]
+            if self.done.issuperset(ids):
+                continue
+            if self.done.intersection(ids):
+                raise StoreError(f"{part.path}: shard {entry['name']} overlaps proteins already in {self.path}")
+            name = _shard_name(len(self._shards))
+            dest = sdir / f"{name}.npy"
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(part.path / "shards" / f"{entry['name']}.npy", dest)
+            except OSError:  # another file system, or no hard links: copy
+                write_npy(dest, np.load(part.path / "shards" / f"{entry['name']}.npy", mmap_mode="r",
+                                        allow_pickle=False))
+            write_json(sdir / f"{name}.json", rec)  # the commit point, as in _flush
+            self._shards.append({"name": name, "rows": int(rec["rows"]), "sha256": str(rec["sha256"])})
+            self._ids.extend(ids)
+            self._lengths.extend(int(n) for n in rec["lengths"])
+            self.done.update(ids)
 
     def _write_manifest(self, complete: bool) -> None:
         m = {**self._identity, "created_by": versions(), "complete": complete}

@@ -26,6 +26,7 @@ from rd_interp.io.atomic import read_json, write_json, write_text
 from rd_interp.io.manifest import Manifest
 from rd_interp.pipeline.cache import Stage, plan, run_stage
 from rd_interp.plm import run as embed_stage
+from rd_interp.plm.cards import member_card
 from rd_interp.probe import run as probe_stage
 from rd_interp.report import run as report_stage
 from rd_interp.sae import run as sae_stage
@@ -166,11 +167,17 @@ class Pipeline:
         # The summary holds what determines the results, not where they are: out_dir goes to run_info.
         config = {k: v for k, v in cfg.to_dict().items() if k != "out_dir"}
         extra = {"probes": read_json(probes.path("probes.json"))} if probes is not None else {}
+        cards = [c for c in (member_card(n) for n in cfg.models.family) if c is not None]
+        if cards:  # shipped members: their perplexity and probe AUROC, before any SAE result
+            extra["family"] = cards
         report = report_stage.run({"enrich": enriched}, cfg.report, self.root / "report", seed=cfg.seed,
                                   config=config, device=self.device, run_info=run_info, extra=extra,
                                   command="rd-interp run (config in provenance)")
         self.timings["report"] = round(time.perf_counter() - t0, 3)
         self.stages["report"] = report
+        # whole-run wall time including the report (run_info.json is written before the report is done)
+        write_json(meta / "timings.json", {"timings": dict(self.timings), "device": self.device,
+                                          "wall_seconds": round(time.perf_counter() - t_start, 1)})
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
 

@@ -103,14 +103,43 @@ def _batches(items: list[_Item], max_tokens: int) -> Iterator[list[_Item]]:
         yield cur
 
 
+def _units(batches: list[list[_Item]]) -> list[list[list[_Item]]]:
+    """Consecutive batches joined where one protein's windows span them: the indivisible pieces of work."""
+    units: list[list[list[_Item]]] = []
+    for b in batches:
+        if units and units[-1][-1][-1].protein == b[0].protein:
+            units[-1].append(b)
+        else:
+            units.append([b])
+    return units
+
+
+def rank_of_units(costs: Sequence[int], world_size: int) -> np.ndarray:
+    """Contiguous, cost-balanced split of the units (in length order) over ranks: unit u -> rank.
+
+    Contiguous, so that concatenating the ranks' stores in rank order gives the single-process order;
+    balanced by padded tokens (what a forward pass costs). Unit u goes to the rank whose share of the
+    total holds u's midpoint.
+    """
+    c = np.asarray(costs, dtype=np.float64)
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    mid = np.cumsum(c) - c / 2
+    return np.minimum((mid * world_size / c.sum()).astype(np.int64), world_size - 1)
+
+
 def embed_sequences(model, alphabet, seqs: Sequence[str], *, layer: int | None = None, device="cpu",
                     max_tokens: int = 8192, long_mode: str = "truncate", max_residues: int = 1022,
                     window_overlap: int = 256, autocast: torch.dtype | None = None,
                     progress: bool = False, skip: Sequence[bool] | None = None, fast: bool = True,
-                    ) -> Iterator[tuple[int, np.ndarray]]:
+                    rank: int = 0, world_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (index into `seqs`, float32 [L', dim]) in ascending length order (ties: input order).
 
-    L' = min(L, max_residues) in "truncate" mode, L in "window" mode. `skip[i]` True: not computed.
+    L' = min(L, max_residues) in "truncate" mode, L in "window" mode. `skip[i]` True: not yielded.
+    The batches are planned over every protein, skipped or not, and a batch is computed whole whenever
+    one of its proteins is wanted: a protein's rows never depend on what was skipped (a resumed run equals
+    an uninterrupted one exactly). rank / world_size: only this rank's contiguous share of the batches
+    (rank_of_units), each computed exactly as in one process.
     """
     from rd_interp.plm.family import _byte_table
     from rd_interp.plm.fast import fast_forward, supports_fast_forward
@@ -126,24 +155,29 @@ def embed_sequences(model, alphabet, seqs: Sequence[str], *, layer: int | None =
     order = np.argsort(lengths, kind="stable")
     items: list[_Item] = []
     plans: dict[int, list[tuple[int, int, int, int]]] = {}
-    for rank, i in enumerate(order):
-        if skip is not None and skip[i]:
-            continue
+    for pos, i in enumerate(order):
         toks = table[np.frombuffer(seqs[i].encode("ascii"), dtype=np.uint8)]
         L = len(toks)
         if L <= max_residues or long_mode == "truncate":
-            items.append(_Item(rank, 0, toks[:max_residues]))
+            items.append(_Item(pos, 0, toks[:max_residues]))
         else:
-            plans[rank] = _windows(L, max_residues, window_overlap)
-            items.extend(_Item(rank, s, toks[s:e]) for s, e, _, _ in plans[rank])
-    total = int(sum(len(it.tokens) for it in items))
+            plans[pos] = _windows(L, max_residues, window_overlap)
+            items.extend(_Item(pos, s, toks[s:e]) for s, e, _, _ in plans[pos])
+    units = _units(list(_batches(items, max_tokens)))
+    if world_size > 1:
+        costs = [sum(len(b) * (max(len(it.tokens) for it in b) + 2) for b in u) for u in units]
+        owner = rank_of_units(costs, world_size)
+        units = [u for u, r in zip(units, owner) if r == rank]
+    wanted = np.ones(len(seqs), dtype=bool) if skip is None else ~np.asarray(skip, dtype=bool)
+    batches = [b for u in units for b in u if any(wanted[order[it.protein]] for it in b)]
+    total = int(sum(len(it.tokens) for b in batches for it in b))
     pending: dict[int, list[tuple[_Item, np.ndarray]]] = {}
     bar = _progress(total, progress)
     ctx = (torch.autocast(device_type=device.type, dtype=autocast) if autocast is not None
            else contextlib.nullcontext())
     try:
         with torch.inference_mode(), ctx:
-            for batch in _batches(items, max_tokens):
+            for batch in batches:
                 T = max(len(it.tokens) for it in batch) + 2
                 arr = np.full((len(batch), T), alphabet.padding_idx, dtype=np.int64)
                 for b, it in enumerate(batch):
@@ -153,14 +187,17 @@ def embed_sequences(model, alphabet, seqs: Sequence[str], *, layer: int | None =
                     arr[b, n + 1] = alphabet.eos_idx
                 rep = forward(model, torch.from_numpy(arr).to(device), layer).float().cpu().numpy()
                 for b, it in enumerate(batch):
+                    idx = int(order[it.protein])
+                    if not wanted[idx]:
+                        continue
                     x = rep[b, 1:len(it.tokens) + 1]
                     if it.protein not in plans:
-                        yield int(order[it.protein]), np.ascontiguousarray(x)
+                        yield idx, np.ascontiguousarray(x)
                     else:
                         got = pending.setdefault(it.protein, [])
                         got.append((it, x))
                         if len(got) == len(plans[it.protein]):
-                            yield int(order[it.protein]), _stitch(got, plans.pop(it.protein))
+                            yield idx, _stitch(got, plans.pop(it.protein))
                             del pending[it.protein]
                 if bar is not None:
                     bar.update(int(sum(len(it.tokens) for it in batch)))
@@ -198,11 +235,13 @@ def store_manifest(info, layer: int, cfg: EmbedConfig, fasta_path, fasta_sha: st
 
 
 def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cfg: EmbedConfig | None = None, *,
-                model: str = "mini-L", device: str = "auto", progress: bool = True) -> EmbeddingStore:
+                model: str = "mini-L", device: str = "auto", progress: bool = True, rank: int = 0,
+                world_size: int = 1) -> EmbeddingStore:
     """Embed every protein of a FASTA file with `model` into a (resumable) EmbeddingStore at `store_path`.
 
     Rows are stored in ascending length order (ties: file order) — the same order for every model,
-    so stores of one FASTA file from different models pair row by row.
+    so stores of one FASTA file from different models pair row by row. rank / world_size: only that
+    rank's contiguous share (plm/sharded.py concatenates the shares); its store records which share it is.
     """
     from rd_interp.io.fasta import fasta_checksum, read_fasta
     from rd_interp.plm.esm import load_model
@@ -229,6 +268,8 @@ def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cf
             log.info("%d of %d sequences are longer than %d residues: sliding windows with overlap %d",
                      n_long, len(seqs), cfg.max_residues, cfg.window_overlap)
     manifest = store_manifest(info, layer, cfg, fasta_path, fasta_checksum(fasta_path), autocast, n_long)
+    if world_size > 1:
+        manifest["share"] = {"rank": rank, "world_size": world_size}
     writer = StoreWriter(store_path, dim=dim, manifest=manifest, dtype=cfg.dtype, shard_rows=cfg.shard_rows)
     skip = [pid in writer.done for pid in ids]
     if any(skip):
@@ -240,7 +281,8 @@ def embed_fasta(fasta_path: str | os.PathLike, store_path: str | os.PathLike, cf
     for i, x in embed_sequences(net, alphabet, seqs, layer=layer, device=device, max_tokens=max_tokens,
                                 long_mode=cfg.long_mode, max_residues=cfg.max_residues,
                                 window_overlap=cfg.window_overlap, autocast=autocast,
-                                progress=progress, skip=skip, fast=cfg.fast):
+                                progress=progress, skip=skip, fast=cfg.fast, rank=rank,
+                                world_size=world_size):
         writer.append(ids[i], x)
         n_res += len(x)
     store = writer.close()

@@ -13,8 +13,8 @@ from rd_interp.io.atomic import sha256_file
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
 from rd_interp.io.options import key_dict
 from rd_interp.plm.config import EmbedConfig
-from rd_interp.plm.embed import embed_fasta
 from rd_interp.plm.esm import resolve_checkpoint
+from rd_interp.plm.sharded import embed
 
 STAGE = "embed"
 STORE = "store"
@@ -35,14 +35,16 @@ def model_params(model: str, cfg: EmbedConfig) -> dict[str, str]:
 
 def run(inputs: dict, cfg: EmbedConfig, out_dir: str | Path, *, model: str, device: str = "auto",
         fasta: str | Path | None = None, progress: bool = True) -> Manifest:
-    """Embed the proteins of inputs["data"] (a data-stage Manifest) or of `fasta` (a plain file)."""
+    """Embed the proteins of inputs["data"] (a data-stage Manifest) or of `fasta` (a plain file).
+
+    Under torchrun the embedding is spread over the ranks (plm/sharded.py); the result records how many."""
     t0 = time.perf_counter()
     d = claim_dir(out_dir, STAGE, [STORE])
     if fasta is None:
         fasta = inputs["data"].path("proteins.fasta")
     params = model_params(model, cfg)
-    store = embed_fasta(fasta, d / STORE, cfg, model=model, device=device, progress=progress)
-    result = {"dim": store.dim, "n_rows": store.n_rows, "n_proteins": store.n_proteins,
+    store, spread = embed(fasta, d / STORE, cfg, model=model, device=device, progress=progress)
+    result = {**spread, "dim": store.dim, "n_rows": store.n_rows, "n_proteins": store.n_proteins,
               "model": store.manifest.get("model"), "layer": store.manifest.get("layer"),
               "n_truncated": int(store.manifest.get("n_truncated", 0)), "store": STORE}
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs=inputs, outputs=[STORE], params=params,

@@ -214,11 +214,16 @@ def _terms_by_latent(enrichment: Any, n_terms: int, ontology: Any) -> tuple[dict
     cols = [c for c in ("go_id", "name", "namespace", "p", "fold", "depth", "ic", "study_count") if c in cap]
     df = cap[["latent", *cols]].copy()
     df["p_adj"] = cap[padj].to_numpy()
+    df = df.sort_values("latent", kind="stable")  # one conversion to records, then split by latent
+    recs = df.to_dict("records")
+    lat = df["latent"].to_numpy()
+    bounds = np.flatnonzero(np.diff(lat)) + 1
     terms, counts = {}, {}
-    for lat, grp in df.groupby("latent", sort=True):
-        recs = grp.to_dict("records")
-        terms[int(lat)] = select_terms(recs, n_terms, ontology)
-        counts[int(lat)] = int(grp["go_id"].nunique())
+    for a, b in zip(np.r_[0, bounds], np.r_[bounds, lat.size]):
+        group = recs[a:b]
+        key = int(lat[a])
+        terms[key] = select_terms(group, n_terms, ontology)
+        counts[key] = len({r["go_id"] for r in group})
     return terms, counts
 
 

@@ -318,13 +318,14 @@ def models(summary: dict) -> list[Block]:
         probe = m.get("probe_macro_auroc") or {}
         rows.append([_s(m.get("name")), fmt.integer(m.get("layers")), fmt.integer(m.get("dim")),
                      fmt.compact(m.get("params")), fmt.compact(m.get("tokens_seen")), fmt.num(m.get("heldout_ppl")),
-                     *(fmt.fixed(probe.get(ns), 3) for ns in ("BP", "MF", "CC"))])
+                     fmt.num(m.get("unigram_ppl")), *(fmt.fixed(probe.get(ns), 3) for ns in ("BP", "MF", "CC"))])
     return [Table(
-        ["Model", "Layers", "Width", "Parameters", "Tokens seen", "Held-out perplexity", "Probe AUROC BP", "MF",
-         "CC"],
-        rows, [False] + [True] * 8,
+        ["Model", "Layers", "Width", "Parameters", "Tokens seen", "Held-out perplexity", "Unigram perplexity",
+         "Probe AUROC BP", "MF", "CC"],
+        rows, [False] + [True] * 9,
         caption="How much biology the embeddings hold before any SAE. Held-out perplexity of the language model "
-                "(lower = better); probe AUROC = macro AUROC of linear probes from mean-pooled embeddings to "
+                "(lower = better) beside the unigram baseline (residue frequencies only) on the same masked "
+                "residues; probe AUROC = macro AUROC of linear probes from mean-pooled embeddings to "
                 "frequent GO terms per namespace (0.5 = chance). — = not measured.",
     )]
 

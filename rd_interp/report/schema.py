@@ -144,7 +144,7 @@ PROBE_KINDS = ("space", "control", "baseline", "prefix")
 ROW_FIELDS: dict[str, dict[str, str]] = {
     "family": {
         "name": "str", "layers": "int", "dim": "int", "params": "int", "tokens_seen": "int", "heldout_ppl": "num",
-        "probe_macro_auroc": "nummap",
+        "unigram_ppl": "num", "probe_macro_auroc": "nummap",
     },
     "headline": {
         "space": "str", "subspace": "str", "label": "str", "kind": "str", "d_in": "int", "n_latents": "int",

@@ -27,6 +27,10 @@ class SAETrainConfig(TrainConfig, SAEConfig):
 
     heldout_fraction: float = opt(0.1, "fraction of proteins held out for evaluation (split by protein)")
     split_seed: int = opt(1, "seed of the held-out split (one split shared by every SAE on the same proteins)")
+    max_train_residues: int = opt(
+        50_000_000, "at most this many training residues, drawn uniformly over the training proteins' residues with "
+                    "split_seed (the same draw for every SAE of a store); 0 = all. A fixed number, not sized from "
+                    "this machine's memory, so that a run gives the same SAEs everywhere; the data stay on disk")
     block_scaling: Literal["none", "per_block"] = opt(
         "per_block", "SAEs on a whole rd space: scale the base and the residual block to equal mean squared norm "
                      "before the SAE (per_block), so the residual block is not drowned, or one global scale (none)")
@@ -34,6 +38,8 @@ class SAETrainConfig(TrainConfig, SAEConfig):
     def validate(self) -> None:
         SAEConfig.validate(self)
         TrainConfig.validate(self)
+        if self.max_train_residues < 0:
+            raise ConfigError(f"sae.max_train_residues must be >= 0 (0 = all), got {self.max_train_residues}")
         if not 0 < self.heldout_fraction < 0.5:
             raise ConfigError(f"sae.heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
         if self.split_seed < 0:

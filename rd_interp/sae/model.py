@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -315,8 +316,12 @@ class SparseAutoencoder(nn.Module):
         dead_mask: torch.Tensor | None = None,
         k_aux: int = 0,
         autocast: bool = False,
+        group_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """One training forward pass on pre-processed inputs; returns the loss terms and latents.
+
+        `group_sum`: when this batch is one rank's slice of a global batch, sums a tensor over the ranks;
+        the AuxK normaliser (the residual's variance) is then that of the global batch.
 
         Returned keys: loss, mse (per-vector mean of squared error / d), aux (AuxK term or 0),
         l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active), err
@@ -382,7 +387,15 @@ class SparseAutoencoder(nn.Module):
                 e = (xp - x_hat).detach()
                 e_hat = F.embedding_bag(aidx, self.W_dec, per_sample_weights=avals, mode="sum")
                 # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
-                denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+                if group_sum is None:
+                    denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+                else:  # the global batch's variance from summed moments (float64: no cancellation)
+                    e64 = e.double()
+                    mom = group_sum(torch.cat([e64.sum(0), e64.pow(2).sum().reshape(1),
+                                               e64.new_tensor([float(B)])]))
+                    n_all = mom[-1]
+                    var = (mom[-2] - mom[:-2].pow(2).sum() / n_all) / n_all
+                    denom = var.to(e.dtype).clamp_min(1e-12)
                 aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)
         out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0, err=err.detach())
         return out

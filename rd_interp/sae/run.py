@@ -26,7 +26,7 @@ from rd_interp.io.inputs import input_store, open_store
 from rd_interp.io.integrity import CorruptFileError, load_npy, load_sparse_npz, reading
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
 from rd_interp.io.options import key_dict
-from rd_interp.io.split import SPLIT_METHOD, protein_split, split_digest
+from rd_interp.io.split import SPLIT_METHOD, protein_split, row_budget, split_digest
 from rd_interp.io.store import EmbeddingStore
 from rd_interp.sae.config import EncodeConfig, SAETrainConfig
 from rd_interp.sae.data import columns_to_json, parse_columns
@@ -78,6 +78,8 @@ def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int =
     store, src = open_store(inputs["store"], store_name)
     cols = parse_columns(columns)
     train_rows, held_rows, split = split_rows(store, cfg.heldout_fraction, cfg.split_seed)
+    n_train_residues = int(train_rows.size)
+    train_rows = row_budget(train_rows, cfg.max_train_residues, cfg.split_seed)  # held-out stays by protein
     ckpt = d / ".checkpoints"
     blocks = None
     if cfg.block_scaling == "per_block" and cols is None and store.manifest.get("blocks"):
@@ -95,7 +97,8 @@ def train(inputs: dict, cfg: SAETrainConfig, out_dir: str | Path, *, seed: int =
     shutil.rmtree(ckpt, ignore_errors=True)  # only needed while training; the saved SAE is the result
     result = {"label": label, "seed": seed, "d_in": sae.d_in, "n_latents": sae.n_latents, "k": sae.cfg.k,
               "architecture": sae.cfg.architecture, "metrics": metrics, "block_scaling": blocks is not None,
-              "untrained": untrained}
+              "untrained": untrained, "train_residues": int(train_rows.size),
+              "train_residues_available": n_train_residues}
     params = {"seed": seed, "columns": cols_json, "label": label, "space": space,
               **({"untrained": True} if untrained else {}), **({"store_name": store_name} if store_name else {})}
     return write_manifest(d, stage=TRAIN_STAGE, config=key_dict(cfg), inputs={"store": src},

@@ -13,6 +13,13 @@ Determinism: the batch at step t is a pure function of (seed, t) (see data.Batch
 of the seed, and nothing else draws random numbers; so a run is reproducible bit for bit on CPU, and a
 resumed run (model, Adam state, dead-latent counters, threshold statistics and step restored from the
 checkpoint) ends identical to an uninterrupted one.
+
+Distributed (torchrun, rd_interp.dist): every rank builds the same SAE from the seed and reads its own
+contiguous slice of each global batch; the gradients are summed over the ranks in one flat buffer and
+averaged (the SAE trains through `train_forward`, not `forward`, so DistributedDataParallel's hooks would
+never fire; the all-reduce is the same one DDP does), the AuxK normaliser and the dead-latent counters
+use the global batch, so every rank holds the same weights after every step and equals one process with
+the same global batch to float rounding. Rank 0 writes the checkpoints; every rank resumes from them.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rd_interp import dist
 from rd_interp.device import resolve_device
 from rd_interp.io.atomic import atomic_path, sha256_json
 from rd_interp.io.options import opt
@@ -203,6 +211,30 @@ def train_sae(
     cfg.validate()
     sae_cfg.validate()
     source = as_source(data, columns)
+    if dist.leading() and not untrained and source.store is not None:
+        payload = {"store": str(source.store.path), "sae_cfg": sae_cfg, "train_cfg": cfg, "columns": columns,
+                   "rows": rows, "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
+                   "progress": progress, "stop_after": stop_after, "seed": seed, "device": device, "blocks": blocks}
+        return dist.submit(JOB, payload)
+    return _train(source, sae_cfg, cfg, columns=columns, rows=rows, checkpoint_dir=checkpoint_dir, progress=progress,
+                  stop_after=stop_after, seed=seed, device=device, blocks=blocks, untrained=untrained,
+                  world=dist.World())
+
+
+def _train_job(payload: dict[str, Any]) -> SparseAutoencoder:
+    """Every rank of a torchrun group: its part of one SAE's training (see the module docstring)."""
+    from rd_interp.io.store import EmbeddingStore
+
+    p = dict(payload)
+    source = as_source(EmbeddingStore(p.pop("store")), p["columns"])
+    progress = p.pop("progress") and dist.world().is_main
+    return _train(source, p.pop("sae_cfg"), p.pop("train_cfg"), progress=progress, untrained=False,
+                  world=dist.world(), **p)
+
+
+def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns: Any, rows: np.ndarray | None,
+           checkpoint_dir: str | Path | None, progress: bool, stop_after: int | None, seed: int, device: str,
+           blocks: list[tuple[int, int]] | None, untrained: bool, world: dist.World) -> SparseAutoencoder:
     rows = source.check_rows(rows)
     n_train = source.n_rows if rows is None else int(rows.size)
     if n_train < 1:
@@ -212,7 +244,12 @@ def train_sae(
     sae_cfg = sae_cfg.resolve(source.dim)
     res = _resolve(sae_cfg, cfg, n_train)
     n_steps = res["n_steps"]
-    dev = resolve_device(device)
+    dev = dist.rank_device(resolve_device(device))
+    if world.distributed and sae_cfg.architecture == "batchtopk":
+        raise ValueError("sae.architecture=batchtopk is not trained across ranks (its top-k spans the whole "
+                         "global batch); use topk, or one process")
+    if world.distributed and cfg.batch_size % world.size:
+        raise ValueError(f"sae.batch_size={cfg.batch_size} must be a multiple of the number of ranks ({world.size})")
     seed = int(seed)
 
     sae = SparseAutoencoder(sae_cfg, seed=seed)
@@ -257,19 +294,26 @@ def train_sae(
     t0 = time.perf_counter()
     done_vectors = 0
     sae.train()
+    share = cfg.batch_size // world.size
+    group_sum = dist.all_reduce_sum if world.distributed else None
     for step in range(start, end):
         idx = order.rows_at(step)
+        n_global = idx.size
+        if world.distributed:
+            idx = idx[world.rank * share:(world.rank + 1) * share]  # this rank's slice of the global batch
         block = source.take(idx)
         _check_finite(block, idx, source)
         x = torch.from_numpy(block).to(dev, non_blocking=True)
         xp = sae.preprocess(x)
         dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
-        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast)
+        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum)
         loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world.distributed:
+            _average_gradients(sae, world.size)
         constrained = sae_cfg.architecture != "relu"
         if constrained:
             sae.remove_parallel_decoder_grad()
@@ -279,9 +323,12 @@ def train_sae(
         if constrained:
             sae.normalize_decoder()
         with torch.no_grad():
-            since_fired += x.shape[0]
-            since_fired[out["fired"]] = 0
-        done_vectors += x.shape[0]
+            fired = out["fired"]
+            if world.distributed:  # a latent fired if it fired on any rank
+                fired = dist.all_reduce_sum(fired.to(torch.int32)) > 0
+            since_fired += n_global
+            since_fired[fired] = 0
+        done_vectors += n_global
         if bar is not None or step == end - 1:
             with torch.no_grad():
                 sst = (xp - xp.mean(0)).pow(2).sum()
@@ -296,7 +343,7 @@ def train_sae(
                     bar.set_postfix(vec_s=f"{done_vectors / max(el, 1e-9):.0f}", fvu=f"{run_fvu:.4f}",
                                     l0=f"{run_l0:.1f}",
                                     dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
-        if ckpt_path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+        if ckpt_path is not None and world.is_main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
             _save_checkpoint(ckpt_path, sae, opt, since_fired, step + 1, fingerprint)
     if bar is not None:
         bar.close()
@@ -310,10 +357,25 @@ def train_sae(
         "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
         "running_fvu": run_fvu, "running_l0": run_l0, "device": str(dev),
         "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
-        "untrained": bool(untrained), "blocks": blocks,
+        "untrained": bool(untrained), "blocks": blocks, "world_size": world.size, "backend": dist.backend(),
         "train_config": to_dict(cfg),
     }
     return sae
+
+
+def _average_gradients(sae: SparseAutoencoder, world_size: int) -> None:
+    """Mean of the ranks' gradients, in one flat all-reduce (what DDP's buckets do, without its hooks)."""
+    grads = [p.grad for p in sae.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce_sum(flat).div_(world_size)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+JOB = "sae"
+dist.register(JOB, _train_job)
 
 
 def _portable(source_info: dict) -> dict:

@@ -139,7 +139,11 @@ def tiny_run(tmp_path_factory):
     return sae, store, scores, res, recs
 
 
-def test_build_sae_entry_from_real_objects(tiny_run):
+@pytest.mark.parametrize("fill_rows", [1 << 17, 7])  # one encoder call, or one per protein (bounded memory)
+def test_build_sae_entry_from_real_objects(tiny_run, fill_rows, monkeypatch):
+    from rd_interp.report import atlas as atlas_module
+
+    monkeypatch.setattr(atlas_module, "FILL_ROWS", fill_rows)
     sae, store, scores, res, _ = tiny_run
     blocks = [SpaceBlock("base", 0, 4), SpaceBlock("residual", 4, 10)]
     e = build_sae_entry(sae, scores, store.ids, seed=3, enrichment=res, store=store, blocks=blocks, top_k=4,

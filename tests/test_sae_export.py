@@ -174,7 +174,7 @@ def saelens_round_trip(tmp_path_factory):
     saes, dirs = {}, []
     for arch in ARCHS:
         saes[arch] = train_sae(train, SAEConfig(arch, n_latents=384, k=16, l1_coeff=1.0),
-                               TrainConfig(batch_size=256, n_steps=60, seed=0, num_threads=1), progress=False)
+                               TrainConfig(batch_size=256, n_steps=60), seed=0, progress=False)
         dirs.append(str(export_saelens(saes[arch], tmp / arch, metadata={"model_name": "mini-L"})))
     np.save(tmp / "x.npy", test, allow_pickle=False)
     res = subprocess.run([py, "-c", _SIDE_SCRIPT, str(tmp / "x.npy"), *dirs], check=False, capture_output=True,

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the pipeline on the shipped Swiss-Prot subset, GO ontology and mini model family "
                     "(mini-S -> mini-L), then print where the report is.")
     p.add_argument("--out", default="rd_interp_demo", help="output folder (default: %(default)s)")
-    p.add_argument("--proteins", type=int, default=None, help="number of shipped proteins to use (default 1500)")
+    p.add_argument("--proteins", type=int, default=None, help="number of shipped proteins to use (default 1000)")
     _common(p, stages)
     p.set_defaults(func=_cmd_demo)
 

@@ -26,6 +26,8 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+#: the mode every output file gets (what open() would make under this process's umask)
+FILE_MODE = 0o666 & ~_UMASK
 _FULL_BYTES = 1 << 20  # free space below which a failed write is reported as a full disk
 
 
@@ -44,20 +46,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         # mkstemp makes 0600, and so do writers that replace the file themselves (safetensors): results are
         # set to what open() would make, after the writer is done, so every output has the same permissions.
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
+        os.chmod(tmp_path, FILE_MODE)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
-        named = _name_write_error(exc, path, tmp_path)
+        named = name_write_error(exc, path, tmp_path)
         if named is not None:
             raise named from exc
         raise
 
 
-def _name_write_error(exc: BaseException, path: Path, tmp: Path) -> OSError | None:
+def name_write_error(exc: BaseException, path: Path, tmp: Path) -> OSError | None:
     """A write failure as an OSError naming `path` (a bare "No space left on device" names nothing, and the
     temporary file's name means nothing to a user).
 

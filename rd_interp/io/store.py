@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rd_interp.io.atomic import read_json, write_json, write_npy, write_text
+from rd_interp.io.atomic import FILE_MODE, name_write_error, read_json, write_json, write_npy, write_text
 from rd_interp.io.integrity import CorruptFileError, load_npy
 from rd_interp.io.provenance import versions
 
@@ -299,6 +302,74 @@ class EmbeddingStore:
         return int(sum(a.nbytes for a in self._shards))
 
 
+def _npy_header(rows: int, dim: int, dtype: np.dtype) -> bytes:
+    """The .npy (version 1.0) header of a C-order [rows, dim] array: what np.save writes before the data."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (int(rows), int(dim))})
+    return buf.getvalue()
+
+
+class _OpenShard:
+    """The shard being written, streamed to a temporary .npy next to its final name.
+
+    Why: buffering a whole shard (up to shard_rows x dim) in memory made a writer's memory grow with the
+    shard; here each protein's rows go to disk as they come, with the sha256 updated on the way, and the
+    header (whose shape is known only at the end) is written at commit, then the file is renamed into
+    place. Same bytes as np.save of the whole shard.
+    """
+
+    def __init__(self, path: Path, dim: int, dtype: np.dtype, expect_rows: int):
+        self.path, self.dim, self.dtype = path, dim, dtype
+        self.header_len = len(_npy_header(expect_rows, dim, dtype))  # room reserved for the final header
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "wb")
+        self.fh.write(b"\0" * self.header_len)
+        self.sha = hashlib.sha256()
+        self.rows = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
+        try:
+            self.fh.write(data)
+        except OSError as exc:  # a full disk names the shard, not the temporary file
+            raise (name_write_error(exc, self.path, self.tmp) or exc) from exc
+        self.sha.update(data)
+        self.rows += rows.shape[0]
+
+    def commit(self) -> str:
+        """Header in, fsync, rename onto the final name; returns the sha256 of the rows."""
+        try:
+            return self._commit()
+        except OSError as exc:
+            raise (name_write_error(exc, self.path, self.tmp) or exc) from exc
+
+    def _commit(self) -> str:
+        header = _npy_header(self.rows, self.dim, self.dtype)
+        if len(header) != self.header_len:  # (a shape with more digits than reserved) rewrite with its header
+            self.fh.close()
+            with open(self.tmp, "rb") as src, open(self.tmp.with_suffix(".tmp2"), "wb") as dst:
+                src.seek(self.header_len)
+                dst.write(header)
+                shutil.copyfileobj(src, dst, 16 << 20)
+            os.replace(self.tmp.with_suffix(".tmp2"), self.tmp)
+            self.fh = open(self.tmp, "rb+")
+        self.fh.seek(0)
+        self.fh.write(header)
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        os.chmod(self.tmp, FILE_MODE)
+        os.replace(self.tmp, self.path)
+        return self.sha.hexdigest()
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 class StoreWriter:
     """Creates or resumes a store. Each shard is committed atomically; `close()` writes the index.
 
@@ -330,9 +401,10 @@ class StoreWriter:
         self._user = dict(manifest)
         self._identity = {**self._user, "format": FORMAT, "dim": self.dim, "dtype": dtype,
                           "shard_rows": self.shard_rows}
-        self._buf: list[np.ndarray] = []
+        self._open: _OpenShard | None = None  # the shard being written (streamed to disk)
         self._buf_ids: list[str] = []
-        self._buf_set: set[str] = set()  # the buffer's ids, kept incrementally: appends stay O(1)
+        self._buf_lengths: list[int] = []
+        self._buf_set: set[str] = set()  # the open shard's ids, kept incrementally: appends stay O(1)
         self._buf_rows = 0
         self._shards: list[dict[str, Any]] = []
         self._ids: list[str] = []
@@ -431,9 +503,13 @@ class StoreWriter:
         if not np.isfinite(out).all():
             hint = " (values overflow float16; use dtype='float32')" if np.isfinite(arr).all() else ""
             raise StoreError(f"{protein_id}: embedding has non-finite values{hint}")
-        if self._buf and self._buf_rows + out.shape[0] > self.shard_rows:
+        if self._open is not None and self._buf_rows + out.shape[0] > self.shard_rows:
             self._flush()
-        self._buf.append(np.array(out, copy=True))
+        if self._open is None:
+            self._open = _OpenShard(self.path / "shards" / f"{_shard_name(len(self._shards))}.npy", self.dim,
+                                    self.dtype, self.shard_rows)
+        self._open.write(out)
+        self._buf_lengths.append(int(out.shape[0]))
         self._buf_ids.append(protein_id)
         self._buf_set.add(protein_id)
         self._buf_rows += out.shape[0]
@@ -441,23 +517,25 @@ class StoreWriter:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._buf:
+        if self._open is None:
             return
-        data = np.concatenate(self._buf, axis=0) if len(self._buf) > 1 else self._buf[0]
-        data = np.ascontiguousarray(data, dtype=self.dtype)
         name = _shard_name(len(self._shards))
-        sdir = self.path / "shards"
-        write_npy(sdir / f"{name}.npy", data)
-        sha = hashlib.sha256(data.tobytes()).hexdigest()
-        lengths = [int(a.shape[0]) for a in self._buf]
+        rows = self._open.rows
+        try:
+            sha = self._open.commit()
+        except BaseException:
+            self._open.abort()
+            self._open = None
+            raise
+        self._open = None
         # The record is the commit point: a shard without it is discarded on resume.
-        write_json(sdir / f"{name}.json", {"ids": self._buf_ids, "lengths": lengths, "rows": int(data.shape[0]),
-                                           "sha256": sha})
-        self._shards.append({"name": name, "rows": int(data.shape[0]), "sha256": sha})
+        write_json(self.path / "shards" / f"{name}.json", {"ids": self._buf_ids, "lengths": self._buf_lengths,
+                                                          "rows": int(rows), "sha256": sha})
+        self._shards.append({"name": name, "rows": int(rows), "sha256": sha})
         self._ids.extend(self._buf_ids)
-        self._lengths.extend(lengths)
+        self._lengths.extend(self._buf_lengths)
         self.done.update(self._buf_ids)
-        self._buf, self._buf_ids, self._buf_set, self._buf_rows = [], [], set(), 0
+        self._buf_ids, self._buf_lengths, self._buf_set, self._buf_rows = [], [], set(), 0
 
     def adopt(self, part: EmbeddingStore) -> None:
         """Append every protein of another complete store with this store's settings, shard by shard.
@@ -520,8 +598,10 @@ class StoreWriter:
         if exc_type is None:
             self.close()
         else:
-            with contextlib.suppress(Exception):
-                self._buf, self._buf_ids, self._buf_set, self._buf_rows = [], [], set(), 0
+            if self._open is not None:
+                self._open.abort()
+                self._open = None
+            self._buf_ids, self._buf_lengths, self._buf_set, self._buf_rows = [], [], set(), 0
             self._closed = True
 
 

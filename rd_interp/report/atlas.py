@@ -307,8 +307,14 @@ def build_sae_entry(
     return entry
 
 
+#: residues per encoder call when filling the atlas's strips: memory stays bounded whatever the number of top
+#: proteins (each call holds [rows, d] float32 embeddings and their sparse codes), calls stay few.
+FILL_ROWS = 1 << 17
+
+
 def _fill_residues(sae: Any, store: Any, columns: Any, latents: list[LatentEntry], levels: int) -> None:
-    """Per-residue activations of every (latent, top protein) pair, one encoding per distinct protein."""
+    """Per-residue activations of every (latent, top protein) pair: each distinct top protein encoded once,
+    in blocks of at most FILL_ROWS residues (many small calls cost more in dispatch than in arithmetic)."""
     if columns is None:
         columns = (sae.provenance.source or {}).get("columns")
     cols = parse_columns(columns)
@@ -317,27 +323,29 @@ def _fill_residues(sae: Any, store: Any, columns: Any, latents: list[LatentEntry
         for tp in lat.top:
             need.setdefault(tp.accession, []).append((lat.index, tp))
     accs = sorted(need)
-    blocks = []
-    for acc in accs:
-        try:
-            blocks.append(np.array(store.get(acc, cols), dtype=np.float32))  # a copy (store rows may be mmapped)
-        except KeyError:
-            raise ValueError(f"{getattr(store, 'path', 'store')}: protein {acc!r} (a top protein) has no "
-                             "residue embeddings in the store") from None
-    if not blocks:
-        return
-    starts = np.cumsum([0] + [b.shape[0] for b in blocks])
-    # one encoder call over all top proteins: many small calls cost more in dispatch than in arithmetic
-    acts = encode_sequence_activations(sae, np.concatenate(blocks)).tocsc()
-    for i, acc in enumerate(accs):
-        lo, hi = int(starts[i]), int(starts[i + 1])
-        for j, tp in need[acc]:
-            col = np.zeros(hi - lo, dtype=np.float32)
-            a, b = acts.indptr[j], acts.indptr[j + 1]
-            rows, vals = acts.indices[a:b], acts.data[a:b]
-            sel = (rows >= lo) & (rows < hi)
-            col[rows[sel] - lo] = vals[sel]
-            tp.residues, tp.scale = quantize(col, levels)
+    i = 0
+    while i < len(accs):
+        group, blocks, n_rows = [], [], 0
+        while i < len(accs) and n_rows < FILL_ROWS:  # (over by at most one protein)
+            try:
+                x = np.array(store.get(accs[i], cols), dtype=np.float32)  # a copy (store rows may be mmapped)
+            except KeyError:
+                raise ValueError(f"{getattr(store, 'path', 'store')}: protein {accs[i]!r} (a top protein) has no "
+                                 "residue embeddings in the store") from None
+            group.append(accs[i])
+            blocks.append(x)
+            n_rows += x.shape[0]
+            i += 1
+        acts = encode_sequence_activations(sae, np.concatenate(blocks)).tocsr()
+        lo = 0
+        for acc, x in zip(group, blocks):
+            sub = acts[lo:lo + x.shape[0]].tocsc()  # this protein's residues x latents
+            lo += x.shape[0]
+            for j, tp in need[acc]:
+                col = np.zeros(x.shape[0], dtype=np.float32)
+                a, b = sub.indptr[j], sub.indptr[j + 1]
+                col[sub.indices[a:b]] = sub.data[a:b]
+                tp.residues, tp.scale = quantize(col, levels)
 
 
 def _protein_latents(scores: sp.csr_matrix, colmax: np.ndarray, ids: list[str], m: int) -> dict[str, list[tuple[int, float]]]:

@@ -270,13 +270,12 @@ class SparseAutoencoder(nn.Module):
             pre = self._pre(self.preprocess(x))
             if self.cfg.architecture == "topk":
                 vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
-                vals = F.relu(vals)
+                idx, perm = idx.sort(dim=1)  # latents ascending within each row (rows are already in order)
+                vals = F.relu(vals.gather(1, perm))
                 rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(self.cfg.k)
                 vals, idx = vals.reshape(-1), idx.reshape(-1)
                 keep = vals > 0
-                rows, idx, vals = rows[keep], idx[keep], vals[keep]
-                order = torch.argsort(rows * self.n_latents + idx)
-                return rows[order], idx[order], vals[order]
+                return rows[keep], idx[keep], vals[keep]
             z = self._activate(pre)
             nz = torch.nonzero(z > 0, as_tuple=True)
             return nz[0], nz[1], z[nz]

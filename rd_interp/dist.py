@@ -7,7 +7,6 @@ LOCAL_RANK) and joins the group. Without those variables everything here is a no
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-log = logging.getLogger(__name__)
-
 #: How long a rank waits in a collective (e.g. for rank 0's next job while it runs a stage alone).
 TIMEOUT = timedelta(hours=12)
+
 
 @dataclass(frozen=True)
 class World:
@@ -96,15 +94,6 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
-
-
-def all_gather(obj: Any) -> list[Any]:
-    """Every rank's `obj`, in rank order (a one-element list for one process)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
 
 
 # -- rank 0 leads, the other ranks follow -------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from rd_interp.plm.family import MemberSpec, alphabet, build_model, save_esm2_checkpoint
@@ -20,3 +22,24 @@ def save_tiny(path, layers=2, dim=16, heads=2, seed=0, half=False):
     model = tiny_model(layers, dim, heads, seed)
     save_esm2_checkpoint(model, path, half=half)
     return model
+
+
+@contextlib.contextmanager
+def appends_die_after(n: int):
+    """StoreWriter.append raises KeyboardInterrupt at its n-th call inside the block (an interrupted run),
+    and is itself again afterwards."""
+    from rd_interp.io.store import StoreWriter
+
+    real, calls = StoreWriter.append, {"n": 0}
+
+    def dying(self, pid, x):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, pid, x)
+
+    StoreWriter.append = dying
+    try:
+        yield
+    finally:
+        StoreWriter.append = real

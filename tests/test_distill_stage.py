@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 import pytest
+from plm_fixtures import appends_die_after
 
 from rd_interp.data.config import FitSetConfig
 from rd_interp.data.run import FITSET_STAGE, fit_fasta, fitset_config, fitset_inputs, select
@@ -355,7 +356,7 @@ def test_controls_and_diagnostics_in_both_modes_on_a_three_model_chain(sets, tmp
         open_store(cm)
 
 
-def test_controls_are_seeded_resumable_and_selectable(sets, tmp_path, monkeypatch):
+def test_controls_are_seeded_resumable_and_selectable(sets, tmp_path):
     cfg = DistillConfig()
     ins = {"embed": sets["ana"], "fit": sets["fit"]}
     a = controls_stage.run(ins, cfg, tmp_path / "a", seed=1, which=["random_subspace"])
@@ -368,20 +369,8 @@ def test_controls_are_seeded_resumable_and_selectable(sets, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="unknown control"):
         controls_stage.run(ins, cfg, tmp_path / "x", which=["untrained_sae"])
     # an interrupted write resumes to the same store
-    import rd_interp.io.store as store_mod
-
-    real, calls = store_mod.StoreWriter.append, {"n": 0}
-
-    def flaky(self, pid, arr):
-        calls["n"] += 1
-        if calls["n"] == 30:
-            raise KeyboardInterrupt
-        return real(self, pid, arr)
-
-    monkeypatch.setattr(store_mod.StoreWriter, "append", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with appends_die_after(30), pytest.raises(KeyboardInterrupt):
         controls_stage.run(ins, cfg, tmp_path / "r", seed=1, which=["random_subspace"])
-    monkeypatch.setattr(store_mod.StoreWriter, "append", real)
     r = controls_stage.run(ins, cfg, tmp_path / "r", seed=1, which=["random_subspace"])
     assert r.files["random_subspace/shards/shard-00000.npy"] == a.files["random_subspace/shards/shard-00000.npy"]
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from plm_fixtures import save_tiny
+from plm_fixtures import appends_die_after, save_tiny
 
 from rd_interp.io.fasta import write_fasta
 from rd_interp.io.store import EmbeddingStore, StoreError, StoreWriter
-from rd_interp.plm import embed as emb
 from rd_interp.plm.embed import EmbedConfig, embed_fasta, rank_of_units
 from rd_interp.plm.sharded import shares_dir
 
@@ -82,7 +81,7 @@ def _torchrun(args, env_extra=None):
                           timeout=300)
 
 
-def test_torchrun_two_ranks_gloo_equal_one_process_and_resume_a_killed_rank(tmp_path, monkeypatch):
+def test_torchrun_two_ranks_gloo_equal_one_process_and_resume_a_killed_rank(tmp_path):
     """Real 2-process group (torchrun, gloo): the store equals a single-process run; a rank killed half-way
     (its share left partial) resumes on the rerun; the manifest records world size and backend."""
     import torch
@@ -102,18 +101,8 @@ def test_torchrun_two_ranks_gloo_equal_one_process_and_resume_a_killed_rank(tmp_
     # rank 1 "was killed" after committing part of its share
     out = tmp_path / "dist"
     share1 = shares_dir(out / "store") / "rank-00001-of-00002"
-    real, n = emb.StoreWriter.append, {"k": 0}
-
-    def dying(self, pid, x):
-        n["k"] += 1
-        if n["k"] == 8:
-            raise KeyboardInterrupt
-        return real(self, pid, x)
-
-    monkeypatch.setattr(emb.StoreWriter, "append", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with appends_die_after(8), pytest.raises(KeyboardInterrupt):
         embed_fasta(fasta, share1, cfg, model=str(model), progress=False, rank=1, world_size=2)
-    monkeypatch.setattr(emb.StoreWriter, "append", real)
     assert (share1 / "shards" / "shard-00000.json").is_file()
     kept = (share1 / "shards" / "shard-00000.npy").stat().st_ino
 

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from plm_fixtures import save_tiny
+from plm_fixtures import appends_die_after, save_tiny
 
 from rd_interp.io.fasta import write_fasta
 from rd_interp.io.store import StoreError
@@ -102,26 +102,15 @@ def _digest(path):
             for f in sorted(path.rglob("*")) if f.is_file()}
 
 
-def test_interrupted_embedding_resumes_identically(tmp_path, tiny, monkeypatch):
+def test_interrupted_embedding_resumes_identically(tmp_path, tiny):
     path, _ = tiny
     seqs = _seqs(30, 5, 30, seed=3)
     fasta = tmp_path / "p.fasta"
     write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(seqs)])
     cfg = EmbedConfig(shard_rows=60, max_tokens=128, max_residues=60)
     ref = embed_fasta(fasta, tmp_path / "ref", cfg, model=str(path), progress=False)
-    real = emb.StoreWriter.append
-    n = {"k": 0}
-
-    def dying(self, pid, x):
-        n["k"] += 1
-        if n["k"] == 19:
-            raise KeyboardInterrupt
-        return real(self, pid, x)
-
-    monkeypatch.setattr(emb.StoreWriter, "append", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with appends_die_after(19), pytest.raises(KeyboardInterrupt):
         embed_fasta(fasta, tmp_path / "s", cfg, model=str(path), progress=False)
-    monkeypatch.setattr(emb.StoreWriter, "append", real)
     st = embed_fasta(fasta, tmp_path / "s", cfg, model=str(path), progress=False)
     assert _digest(tmp_path / "s") == _digest(tmp_path / "ref") and st.n_rows == ref.n_rows
 

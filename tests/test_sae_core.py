@@ -144,7 +144,7 @@ def test_auxk_revives_dead_latents():
     X, _ = planted(n=8192, m=512, s=4, seed=5)
     Xh, _ = planted(n=4096, m=512, s=4, seed=5)
     sae_cfg = SAEConfig("topk", n_latents=512, k=4)
-    base = dict(batch_size=512, n_steps=100, lr=2e-2, dead_window=8192)
+    base = dict(batch_size=512, n_steps=200, lr=2e-2, dead_window=8192)
     no_aux = train_sae(X, sae_cfg, TrainConfig(aux_k=0, **base), progress=False, seed=0)
     aux = train_sae(X, sae_cfg, TrainConfig(aux_k=32, **base), progress=False, seed=0)
     m0, m1 = evaluate(no_aux, Xh), evaluate(aux, Xh)
@@ -346,7 +346,11 @@ def test_sparse_backward_equals_dense_autograd(arch):
     import torch.nn.functional as F
 
     sae = SparseAutoencoder(SAEConfig(arch, d_in=16, n_latents=64, k=4), seed=1).double()
-    x = torch.randn(32, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 16, dtype=torch.float64, generator=g)
+    with torch.no_grad():  # non-zero biases, so b_dec's path through the encoder counts
+        sae.b_dec.copy_(0.3 * torch.randn(16, dtype=torch.float64, generator=g))
+        sae.b_enc.copy_(0.1 * torch.randn(64, dtype=torch.float64, generator=g))
     sae.train_forward(x)["loss"].backward()
     ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad()

@@ -2,7 +2,7 @@
 
 Recipe (Gao et al. 2024; SAELens/sparsify defaults where they agree):
 - inputs pre-processed inside the SAE: per-dimension mean removed, one global scale so E||x'||^2 = d;
-- W_enc = W_dec^T at init, decoder rows unit norm and kept so (parallel gradient removed, renormalised
+- W_enc = W_dec^T / sqrt(3) at init (model.ENCODER_INIT_NORM), decoder rows unit norm and kept so (parallel gradient removed, renormalised
   after every step), b_dec = data mean (in pre-processed space), b_enc = 0;
 - AuxK: the k_aux = d/2 largest pre-activations among latents that have not fired in the last
   `dead_window` vectors reconstruct the residual, weight 1/32;
@@ -115,16 +115,22 @@ def fit_preprocessing(source: DataSource, rows: np.ndarray | None, n_sample: int
         pick = np.sort(rng.choice(pool_n, size=n_sample, replace=False))
         sample = pick.astype(np.int64) if rows is None else rows[pick]
     d = source.dim
-    s1 = np.zeros(d, dtype=np.float64)
+    # One pass, chunk moments merged exactly (Chan et al.): each chunk is centred on its own float64 mean,
+    # so large-mean "massive" dimensions lose nothing to cancellation.
+    mean = np.zeros(d, dtype=np.float64)
+    ss = np.zeros(d, dtype=np.float64)
     count = 0
     for idx, block in source.iter_rows(sample, chunk_rows=32768):
         _check_finite(block, idx, source)
-        s1 += block.sum(0, dtype=np.float64)
-        count += block.shape[0]
-    mean = s1 / count
-    ss = np.zeros(d, dtype=np.float64)
-    for _, block in source.iter_rows(sample, chunk_rows=32768):
-        ss += ((block.astype(np.float64) - mean) ** 2).sum(0)
+        b64 = block.astype(np.float64)
+        nb = b64.shape[0]
+        mb = b64.mean(0)
+        b64 -= mb
+        delta = mb - mean
+        total = count + nb
+        ss += np.einsum("ij,ij->j", b64, b64) + delta * delta * (count * nb / total)
+        mean += delta * (nb / total)
+        count = total
     msq = float(ss.sum()) / count
     if not msq > 0:
         raise ValueError(f"{source.name}: training vectors have zero variance; nothing to learn")
@@ -260,7 +266,8 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         sae.pre_scale.fill_(scale)
         # b_dec starts at the data mean in pre-processed space, which is 0 by construction (SAE init).
     sae.to(dev)
-    opt = torch.optim.Adam(sae.parameters(), lr=res["lr"], betas=(0.9, 0.999), eps=cfg.adam_eps)
+    # fused: one pass per parameter instead of ~10 elementwise kernels (CPU and CUDA).
+    opt = torch.optim.Adam(sae.parameters(), lr=res["lr"], betas=(0.9, 0.999), eps=cfg.adam_eps, fused=True)
     since_fired = torch.zeros(sae_cfg.n_latents, dtype=torch.long, device=dev)
     start = 0
     source_info = {"name": source.name, "store": str(source.store.path) if source.store is not None else None,
@@ -296,6 +303,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     sae.train()
     share = cfg.batch_size // world.size
     group_sum = dist.all_reduce_sum if world.distributed else None
+    pre_buf = None  # the step's dense pre-activations, one block reused by every step
     for step in range(start, end):
         idx = order.rows_at(step)
         n_global = idx.size
@@ -306,7 +314,10 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         x = torch.from_numpy(block).to(dev, non_blocking=True)
         xp = sae.preprocess(x)
         dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
-        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum)
+        if pre_buf is None or pre_buf.shape[0] != xp.shape[0]:
+            pre_buf = torch.empty(xp.shape[0], sae_cfg.n_latents, device=dev)
+        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
+                                pre_out=pre_buf)
         loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction)
@@ -332,7 +343,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         if bar is not None or step == end - 1:
             with torch.no_grad():
                 sst = (xp - xp.mean(0)).pow(2).sum()
-                fvu = float(out["err"].sum() / sst.clamp_min(1e-30))
+                fvu = float(out["sq_err"] / sst.clamp_min(1e-30))
             run_fvu = fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * fvu
             l0 = float(out["l0"])
             run_l0 = l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * l0

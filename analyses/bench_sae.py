@@ -333,7 +333,7 @@ def main() -> int:
     from rd_interp.sae.train import TrainConfig, default_lr, train_sae
 
     torch.set_num_threads(args.threads)
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 2-3 s once per process, not training)
+    import torch._dynamo  # (torch.optim imports it on first use: 2-3 s once per process, not training)
     meter = benchlib.LoadMeter()
     peers = [p for p in args.peers.split(",") if p]
     envs = {p: benchlib.peer_python("sparsify" if p == "sparsify" else "saelens") for p in peers}

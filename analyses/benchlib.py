@@ -347,7 +347,8 @@ def gemm_ceiling(shapes: list[tuple[int, int, int]], threads: int, seconds: floa
 # ------------------------------------------------------------------------------------------------
 # the final line
 # ------------------------------------------------------------------------------------------------
-def _plain(o: Any) -> Any:
+def plain(o: Any) -> Any:
+    """json.dumps `default=`: numpy scalars and paths as plain JSON values."""
     import numpy as np
 
     if isinstance(o, (np.floating, np.integer)):
@@ -362,7 +363,7 @@ def _plain(o: Any) -> Any:
 def emit(result: dict[str, Any]) -> None:
     """Print the benchmark's ONE final JSON line (what `make bench` collects)."""
     sys.stdout.flush()
-    print(json.dumps(result, default=_plain, allow_nan=False), flush=True)
+    print(json.dumps(result, default=plain, allow_nan=False), flush=True)
 
 
 def last_json_line(text: str) -> dict[str, Any]:
@@ -371,3 +372,16 @@ def last_json_line(text: str) -> dict[str, Any]:
         if line.startswith("{"):
             return json.loads(line)
     raise ValueError("no JSON line in the benchmark's output")
+
+
+def replace_section(name: str, text: str, readme: Path = ROOT / "README.md") -> None:
+    """Replace the README between `<!-- name:start -->` and `<!-- name:end -->` (figures are generated, never
+    typed; each generator owns one such section)."""
+    from rd_interp.io.atomic import write_text
+
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = readme.read_text()
+    if start not in body or end not in body:
+        raise SystemExit(f"{readme}: markers {start} / {end} not found")
+    a, b = body.index(start) + len(start), body.index(end)
+    write_text(readme, body[:a] + "\n" + text + body[b:])

@@ -22,12 +22,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rd_interp.io.atomic import read_json, write_text
+import benchlib
+
+from rd_interp.io.atomic import read_json
 from rd_interp.report import fmt
 from rd_interp.report.schema import validate
 
-START, END = "<!-- demo:start -->", "<!-- demo:end -->"
 STAGE_GROUPS = ("data", "fitset", "fitembed", "embed", "distill", "controls", "probe", "sae", "encode", "enrich",
                 "report")
 
@@ -103,14 +105,6 @@ def section(summary: dict, run_info: dict, out_name: str) -> tuple[str, dict]:
     return "\n".join(lines) + "\n", figures
 
 
-def update_readme(text: str, readme: Path) -> None:
-    body = readme.read_text()
-    if START not in body or END not in body:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    a, b = body.index(START) + len(START), body.index(END)
-    write_text(readme, body[:a] + "\n" + text + body[b:])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="rd_interp_demo", help="the demo's output folder (default rd_interp_demo)")
@@ -129,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.print:
         print(text)
     else:
-        update_readme(text, Path(args.readme))
+        benchlib.replace_section("demo", text, Path(args.readme))
     print(json.dumps(figures, sort_keys=True))
     return 0
 

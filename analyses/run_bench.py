@@ -30,7 +30,6 @@ import benchlib  # noqa: E402
 
 from rd_interp.io.atomic import write_json, write_text  # noqa: E402
 
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 #: name -> (script, quick arguments, --big arguments)
 BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
@@ -126,14 +125,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(table: str, readme: Path = ROOT / "README.md") -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    a, b = text.index(START) + len(START), text.index(END)
-    write_text(readme, text[:a] + "\n" + table + text[b:])
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(BENCHES), help=f"comma list of: {', '.join(BENCHES)}")
@@ -143,7 +134,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.readme_from:
         results = json.loads(Path(args.readme_from).read_text())
-        update_readme(markdown(results))
+        benchlib.replace_section("bench", markdown(results))
         return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHES]
@@ -178,7 +169,7 @@ def main(argv=None) -> int:
     write_text(out / f"{date}.md", table)
     print(f"wrote analyses/results/{date}.json and .md")
     if not args.no_readme:
-        update_readme(table)
+        benchlib.replace_section("bench", table)
         print("README benchmark section regenerated")
     failed = [n for n, r in results["benchmarks"].items() if r.get("exit_code") != 0]
     if failed:

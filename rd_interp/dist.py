@@ -1,4 +1,4 @@
-"""The process group a command runs in: one process, or the ranks torchrun started (a leaf module: torch only).
+"""The process group a command runs in: one process, or the ranks torchrun started (a leaf module: torch and numpy only).
 
 Why PyTorch's own engine: `torchrun` already does rendezvous on one node or several, restarts, and the
 gloo (CPU) and NCCL (GPU) backends; rd_interp only reads the environment torchrun sets (RANK, WORLD_SIZE,
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -89,6 +90,42 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
+#: Bytes per collective when an array is broadcast (bounds the transient copy, on the GPU under NCCL).
+ARRAY_CHUNK_BYTES = 64 << 20
+
+
+def broadcast_array(arr: np.ndarray | None, chunk_bytes: int = ARRAY_CHUNK_BYTES) -> np.ndarray:
+    """Rank 0's numpy array on every rank (others pass None), sent as raw bytes in bounded chunks.
+
+    Why not `broadcast`: a pickled object travels as one message and is held several times over on each
+    rank while it is (un)pickled; a 50M-row training index list is 400 MB. Here each rank holds the array
+    once plus one chunk. Under NCCL the chunks go through the rank's GPU, as NCCL requires.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        if arr is None:
+            raise ValueError("broadcast_array: rank 0 must pass the array")
+        return arr
+    main = world().is_main
+    if main:
+        arr = np.ascontiguousarray(arr)
+    dtype, shape = broadcast((arr.dtype.str, arr.shape) if main else None)
+    out = arr if main else np.empty(shape, dtype=np.dtype(dtype))
+    flat = out.reshape(-1).view(np.uint8)
+    cuda = backend() == "nccl"
+    dev = torch.device("cuda", torch.cuda.current_device()) if cuda else None
+    step = max(1, int(chunk_bytes))
+    for s in range(0, flat.size, step):
+        part = torch.from_numpy(flat[s:s + step])  # a view: on gloo the receive writes into `out` directly
+        if cuda:
+            buf = part.to(dev) if main else torch.empty(part.numel(), dtype=torch.uint8, device=dev)
+            dist.broadcast(buf, src=0)
+            if not main:
+                part.copy_(buf.cpu())
+        else:
+            dist.broadcast(part, src=0)
+    return out
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """In-place sum over ranks (identity for one process)."""
     if dist.is_available() and dist.is_initialized():
@@ -130,7 +167,10 @@ def submit(kind: str, payload: dict[str, Any]) -> Any:
     global _in_job
     if not leading():
         raise RuntimeError("submit() is for rank 0 of a torchrun group whose other ranks serve()")
-    broadcast((kind, payload))
+    arrays = sorted(k for k, v in payload.items() if isinstance(v, np.ndarray))
+    broadcast((kind, {k: v for k, v in payload.items() if k not in arrays}, arrays))
+    for k in arrays:  # large index lists travel as raw bytes, not pickled (see broadcast_array)
+        broadcast_array(payload[k])
     _in_job = True
     result = _JOBS[kind](payload)
     _in_job = False  # not on failure: the other ranks may still be inside the job (see release)
@@ -148,7 +188,9 @@ def serve() -> None:
                            "rank 0's error says why") from None
         if msg is None:
             return
-        kind, payload = msg
+        kind, payload, arrays = msg
+        for k in arrays:
+            payload[k] = broadcast_array(None)
         _JOBS[kind](payload)
 
 

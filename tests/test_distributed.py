@@ -219,3 +219,38 @@ def test_torchrun_pipeline_spreads_embedding_and_sae_training(tmp_path):
             x, y = x.nan_to_num(), y.nan_to_num()
             assert float((x - y).abs().max()) <= 1e-4 * (float(x.abs().max()) or 1.0), (space, name)
     assert one.stages  # the one-process run finished too
+
+
+def _broadcast_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import torch.distributed as tdist
+
+    from rd_interp import dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    tdist.init_process_group("gloo", rank=rank, world_size=world_size)
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 1 << 40, 100_003)  # odd byte count: the last chunk is short
+    table = rng.normal(size=(321, 7)).astype(np.float32)
+    got_rows = dist.broadcast_array(rows if rank == 0 else None, chunk_bytes=4099)
+    got_table = dist.broadcast_array(table if rank == 0 else None, chunk_bytes=1000)
+    np.save(Path(out_dir) / f"rows{rank}.npy", got_rows)
+    np.save(Path(out_dir) / f"table{rank}.npy", got_table)
+    tdist.destroy_process_group()
+
+
+def test_broadcast_array_sends_raw_bytes_in_chunks(tmp_path):
+    """Large arrays of a job (a training index list) reach every rank exactly, in bounded chunks (gloo)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_broadcast_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    rng = np.random.default_rng(7)
+    rows, table = rng.integers(0, 1 << 40, 100_003), rng.normal(size=(321, 7)).astype(np.float32)
+    for r in (0, 1):
+        got_rows, got_table = np.load(tmp_path / f"rows{r}.npy"), np.load(tmp_path / f"table{r}.npy")
+        assert got_rows.dtype == rows.dtype and np.array_equal(got_rows, rows)
+        assert got_table.dtype == table.dtype and got_table.shape == table.shape and np.array_equal(got_table, table)

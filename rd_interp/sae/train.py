@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,13 +306,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     share = cfg.batch_size // world.size
     group_sum = dist.all_reduce_sum if world.distributed else None
     pre_buf = None  # the step's dense pre-activations, one block reused by every step
-    for step in range(start, end):
-        idx = order.rows_at(step)
-        n_global = idx.size
-        if world.distributed:
-            idx = idx[world.rank * share:(world.rank + 1) * share]  # this rank's slice of the global batch
-        block = source.take(idx)
-        _check_finite(block, idx, source)
+    for step, n_global, block in _prefetched_batches(source, order, start, end, world, share):
         x = torch.from_numpy(block).to(dev, non_blocking=True)
         xp = sae.preprocess(x)
         dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
@@ -372,6 +368,32 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         "train_config": to_dict(cfg),
     }
     return sae
+
+
+def _prefetched_batches(source: DataSource, order: BatchOrder, start: int, end: int, world: dist.World,
+                        share: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(step, global batch size, this rank's checked rows) for steps start..end-1, the next batch read in a
+    background thread while the current one trains: gathering rows from a memory-mapped store and checking
+    them for NaN/Inf (~5% of a CPU step at 480 x 4096) overlaps the step's compute. The batch of a step is
+    still a pure function of (seed, step), so results do not change."""
+    def load(step: int) -> tuple[int, np.ndarray]:
+        idx = order.rows_at(step)
+        n_global = idx.size
+        if world.distributed:
+            idx = idx[world.rank * share:(world.rank + 1) * share]  # this rank's slice of the global batch
+        block = source.take(idx)
+        _check_finite(block, idx, source)
+        return n_global, block
+
+    if start >= end:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sae-batches") as pool:
+        pending = pool.submit(load, start)
+        for step in range(start, end):
+            n_global, block = pending.result()
+            if step + 1 < end:
+                pending = pool.submit(load, step + 1)
+            yield step, n_global, block
 
 
 def _average_gradients(sae: SparseAutoencoder, world_size: int) -> None:

@@ -76,6 +76,14 @@ def init(device: torch.device | str = "cpu") -> World:
     return w
 
 
+def shutdown() -> None:
+    """Leave the process group (every rank, at the end of its command). Left to interpreter teardown, the
+    backend's own threads can still be running when their objects are destroyed, and the process aborts
+    ('terminate called without an active exception') after its work is done."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -57,21 +57,21 @@ def test_peer_spec_pins_torch_to_the_running_version():
 
 def test_readme_section_is_replaced_between_markers(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# t\nprose\n{run_bench.START}\nold table\n{run_bench.END}\nmore prose\n")
+    readme.write_text("# t\nprose\n<!-- bench:start -->\nold table\n<!-- bench:end -->\nmore prose\n")
     results = {"date": "2026-01-02", "machine": {"cpu_model": "CPU <x>", "cpu_count": 2, "torch": "2"},
                "benchmarks": {"enrich": {"error": "exit 1 | boom"}}}
-    run_bench.update_readme(run_bench.markdown(results), readme)
+    benchlib.replace_section("bench", run_bench.markdown(results), readme)
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# t\nprose\n") and text.endswith("more prose\n")
     assert "CPU &lt;x&gt;" in text and "exit 1 \\| boom" in text  # escaped for Markdown/HTML
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="markers"):
-        run_bench.update_readme("x", readme)
+        benchlib.replace_section("bench", "x", readme)
 
 
 def test_results_file_renders(tmp_path):
     res = Path(__file__).resolve().parents[1] / "analyses" / "results"
-    files = sorted(res.glob("*.json"))
+    files = sorted(res.glob("[0-9]*.json"))  # the dated `make bench` files (rehearsal.json is another script's)
     if not files:
         pytest.skip("no results file yet")
     table = run_bench.markdown(json.loads(files[-1].read_text()))

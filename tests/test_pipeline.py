@@ -296,11 +296,12 @@ def test_readme_demo_section_is_generated_from_the_run(finished_run, tmp_path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{mod.START}\nold text\n{mod.END}\nrest\n")
+    start, end = "<!-- demo:start -->", "<!-- demo:end -->"
+    readme.write_text(f"intro\n{start}\nold text\n{end}\nrest\n")
     assert mod.main(["--out", str(pipe.root), "--readme", str(readme)]) == 0
     text = readme.read_text()
     summary = json.loads((pipe.root / "report" / "summary.json").read_text())
-    assert "old text" not in text and text.startswith("intro\n") and text.endswith(f"{mod.END}\nrest\n")
+    assert "old text" not in text and text.startswith("intro\n") and text.endswith(f"{end}\nrest\n")
     assert summary["run_id"] in text
     for h in summary["headline"]:
         assert f"| {h['label']} |" in text and f"{h['nonredundant']['mean']:,.1f}" in text

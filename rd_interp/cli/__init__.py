@@ -68,14 +68,17 @@ def _call(args: argparse.Namespace) -> int | None:
     from rd_interp.device import resolve_device
 
     dist.init(resolve_device(getattr(args, "device", None) or "auto"))
-    if not w.is_main:
-        logging.getLogger().setLevel(logging.WARNING)  # one rank speaks
-        dist.serve()
-        return 0
     try:
-        return args.func(args)
+        if not w.is_main:
+            logging.getLogger().setLevel(logging.WARNING)  # one rank speaks
+            dist.serve()
+            return 0
+        try:
+            return args.func(args)
+        finally:
+            dist.release()
     finally:
-        dist.release()
+        dist.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ ARCHITECTURES = ("topk", "batchtopk", "relu")
 # Norm of each encoder column at init (the decoder's rows are unit vectors). 1/sqrt(3) is the row norm
 # of PyTorch's default nn.Linear init that sparsify starts from; with unit-norm encoder columns the same
 # TopK recipe ends 0.045 FVU worse after 60 steps and 0.040 after 200 (4096 latents, k=32, 480 dims,
-# analyses/bench_sae.py data): the scale sets how fast Adam's fixed-size steps turn the encoder.
+# analyses/sweep_sae_init.py): the scale sets how fast Adam's fixed-size steps turn the encoder.
 ENCODER_INIT_NORM = 3 ** -0.5
 
 

@@ -83,7 +83,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{_f(ours['vectors_per_s'])} vectors/s, FVU {ours['fvu']:.3f} "
                  f"({r['step_floor_fraction']:.0%} of step floor)", peers,
                  f"{_f(r['speedup_vs_fastest_peer'], '.2f')}x vs {md(r['fastest_peer'])}",
-                 f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.3f')}"]]
+                 f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.1e')}"]]
     if name == "distill":
         return [[f"reverse distillation fit, {r['stream_rows'][0]:,} x (320 -> 480)", cmd,
                  f"{r['ours_fit_s']:.1f} s, {r['ours_peak_rss_gb']:.1f} GB peak",

@@ -197,6 +197,27 @@ def synthetic(n: int, d: int, seed: int = 0, n_atoms: int = 8192, s: int = 24, m
     return X + offset
 
 
+def split(X_all: np.ndarray, heldout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): the one seeded split every tool (and sweep_sae_init.py) sees."""
+    perm = np.random.default_rng([seed, 1]).permutation(X_all.shape[0])
+    return np.ascontiguousarray(X_all[perm[heldout:]]), np.ascontiguousarray(X_all[perm[:heldout]])
+
+
+def shared_schedule(steps: int, batch: int, n_train: int) -> dict[str, int]:
+    """Warmup steps, final linear-decay steps and AuxK dead window shared by every tool."""
+    return {"warmup": min(1000, steps // 20), "decay": int(round(0.2 * steps)),
+            "dead_window": max(batch, min(10_000_000, n_train, steps * batch // 5))}
+
+
+def our_train_config(steps: int, batch: int, lr: float, n_train: int):
+    """rd_interp's TrainConfig with the shared schedule (decay over the final 20% of steps)."""
+    from rd_interp.sae.train import TrainConfig
+
+    sch = shared_schedule(steps, batch, n_train)
+    return TrainConfig(batch_size=batch, n_steps=steps, lr=lr, warmup_steps=sch["warmup"], decay_fraction=0.2,
+                       dead_window=sch["dead_window"])
+
+
 class _CSRDecode:
     """The decoder backward rd_interp used before this benchmark settled the choice: embedding_bag
     forward, backward as one CSR x dense product over the latent-sorted pattern (shared with the
@@ -330,7 +351,7 @@ def main() -> int:
 
     from rd_interp.sae.metrics import fvu
     from rd_interp.sae.model import SAEConfig
-    from rd_interp.sae.train import TrainConfig, default_lr, train_sae
+    from rd_interp.sae.train import default_lr, train_sae
 
     torch.set_num_threads(args.threads)
     import torch._dynamo  # (torch.optim imports it on first use: 2-3 s once per process, not training)
@@ -357,9 +378,7 @@ def main() -> int:
                           offset_scale=args.offset_scale)
         source = (f"synthetic planted {args.rows + args.heldout} x {args.dim}, per-dim offsets N(0, "
                   f"{args.offset_scale}^2), {args.massive_dims} massive dims")
-    perm = np.random.default_rng([args.seed, 1]).permutation(X_all.shape[0])
-    H = np.ascontiguousarray(X_all[perm[: args.heldout]])
-    Xtr = np.ascontiguousarray(X_all[perm[args.heldout:]])
+    Xtr, H = split(X_all, args.heldout, args.seed)
     del X_all
     np.save(work / "train.npy", Xtr)
     np.save(work / "heldout.npy", H)
@@ -367,9 +386,8 @@ def main() -> int:
 
     steps, B, d = args.steps, args.batch, int(Xtr.shape[1])
     lr = default_lr(args.n_latents)
-    warmup = min(1000, steps // 20)
-    decay = int(round(0.2 * steps))
-    dead_window = max(B, min(10_000_000, Xtr.shape[0], steps * B // 5))
+    sch = shared_schedule(steps, B, Xtr.shape[0])
+    warmup, decay, dead_window = sch["warmup"], sch["decay"], sch["dead_window"]
     common = dict(steps=steps, batch=B, lr=lr, warmup=warmup, decay=decay, seed=args.seed, threads=args.threads,
                   n_latents=args.n_latents, k=args.k, train=str(work / "train.npy"), heldout=str(work / "heldout.npy"))
     print(f"settings: n_latents={args.n_latents} k={args.k} batch={B} steps={steps} lr={lr:.3g} warmup={warmup} "
@@ -382,8 +400,7 @@ def main() -> int:
         floors.append(step_floor(B, d, args.n_latents, args.k))
         t0 = time.perf_counter()
         sae = train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
-                        TrainConfig(batch_size=B, n_steps=steps, lr=lr, warmup_steps=warmup, decay_fraction=0.2,
-                                    dead_window=dead_window), progress=False, seed=args.seed, device="cpu")
+                        our_train_config(steps, B, lr, Xtr.shape[0]), progress=False, seed=args.seed, device="cpu")
         fit_s = time.perf_counter() - t0
         with torch.no_grad():
             rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])

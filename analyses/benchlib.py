@@ -347,8 +347,7 @@ def gemm_ceiling(shapes: list[tuple[int, int, int]], threads: int, seconds: floa
 # ------------------------------------------------------------------------------------------------
 # the final line
 # ------------------------------------------------------------------------------------------------
-def plain(o: Any) -> Any:
-    """json.dumps `default=`: numpy scalars and paths as plain JSON values."""
+def _plain(o: Any) -> Any:
     import numpy as np
 
     if isinstance(o, (np.floating, np.integer)):
@@ -363,7 +362,7 @@ def plain(o: Any) -> Any:
 def emit(result: dict[str, Any]) -> None:
     """Print the benchmark's ONE final JSON line (what `make bench` collects)."""
     sys.stdout.flush()
-    print(json.dumps(result, default=plain, allow_nan=False), flush=True)
+    print(json.dumps(result, default=_plain, allow_nan=False), flush=True)
 
 
 def last_json_line(text: str) -> dict[str, Any]:

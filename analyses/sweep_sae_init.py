@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
-from bench_sae import synthetic
+from bench_sae import our_train_config, split, synthetic
 
 
 def main() -> int:
@@ -37,18 +37,15 @@ def main() -> int:
 
     import torch
 
-    import rd_interp.sae.model as model
+    from rd_interp.sae import model
     from rd_interp.sae.metrics import fvu
     from rd_interp.sae.model import SAEConfig
-    from rd_interp.sae.train import TrainConfig, default_lr, train_sae
+    from rd_interp.sae.train import default_lr, train_sae
 
     torch.set_num_threads(args.threads)
-    X = synthetic(args.rows + args.heldout, 480, seed=args.seed)
-    perm = np.random.default_rng([args.seed, 1]).permutation(X.shape[0])  # the bench's split
-    H, Xtr = X[perm[:args.heldout]], np.ascontiguousarray(X[perm[args.heldout:]])
-    B, steps = 4096, args.steps
-    cfg = TrainConfig(batch_size=B, n_steps=steps, lr=default_lr(4096), warmup_steps=min(1000, steps // 20),
-                      decay_fraction=0.2, dead_window=max(B, min(10_000_000, Xtr.shape[0], steps * B // 5)))
+    Xtr, H = split(synthetic(args.rows + args.heldout, 480, seed=args.seed), args.heldout, args.seed)
+    steps = args.steps
+    cfg = our_train_config(steps, 4096, default_lr(4096), Xtr.shape[0])
     default = model.ENCODER_INIT_NORM
     out = {}
     try:

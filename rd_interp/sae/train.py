@@ -305,13 +305,12 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     sae.train()
     share = cfg.batch_size // world.size
     group_sum = dist.all_reduce_sum if world.distributed else None
-    pre_buf = None  # the step's dense pre-activations, one block reused by every step
+    # TopK/BatchTopK: the step's dense pre-activations, one block reused by every step (see model._dense_pre)
+    pre_buf = torch.empty(share, sae_cfg.n_latents, device=dev) if sae_cfg.architecture != "relu" else None
     for step, n_global, block in _prefetched_batches(source, order, start, end, world, share):
         x = torch.from_numpy(block).to(dev, non_blocking=True)
         xp = sae.preprocess(x)
         dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
-        if pre_buf is None or pre_buf.shape[0] != xp.shape[0]:
-            pre_buf = torch.empty(xp.shape[0], sae_cfg.n_latents, device=dev)
         out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
                                 pre_out=pre_buf)
         loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term

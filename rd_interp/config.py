@@ -62,6 +62,8 @@ class RunConfig:
     out_dir: str = opt("rd_interp_run", "output folder of the run (stages are cached under OUT/stages/)")
     seed: int = opt(0, "seed of the protein subset and of the distillation fit subset")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "torch device for embedding, distillation and SAEs")
+    workers: int = opt(0, "processes for the independent SAE -> encode -> enrich units (0: automatic, one per CPU "
+                          "thread up to 4; 1 on a GPU or under torchrun); results do not depend on it", key=False)
     data: DataConfig = opt(factory=DataConfig)
     models: ModelsConfig = opt(factory=ModelsConfig)
     distill: DistillConfig = opt(factory=DistillConfig)
@@ -79,6 +81,8 @@ class RunConfig:
                 sub.validate()
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: automatic), got {self.workers}")
         self._check_sizes()
 
     def _check_sizes(self) -> None:
@@ -182,5 +186,6 @@ def demo_config(out_dir: str = "rd_interp_demo") -> RunConfig:
     cfg.probe.n_terms = 40  # per namespace
     cfg.probe.n_truncations = 2
     cfg.report.atlas_top_proteins = 3
+    cfg.encode.strip_proteins = 3  # the atlas's strips come from the encode pass (no second encoding)
     cfg.validate()
     return cfg

@@ -29,7 +29,7 @@ from rd_interp.report.atlas import (
     write_atlas,
 )
 from rd_interp.report.strip import StripProtein, StripTrack, quantize, write_strip_page
-from rd_interp.sae.encode import decoder_share, encode_proteins, encode_sequence_activations
+from rd_interp.sae.encode import TopStrips, decoder_share, encode_proteins, encode_sequence_activations
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
 from tests.atlas_fixtures import XSS_ACC, XSS_LABEL, XSS_NAME, XSS_TERM, demo_payload
 
@@ -139,15 +139,26 @@ def tiny_run(tmp_path_factory):
     return sae, store, scores, res, recs
 
 
-@pytest.mark.parametrize("fill_rows", [1 << 17, 7])  # one encoder call, or one per protein (bounded memory)
+# strips: encoded again from the store (one encoder call, or one per protein: bounded memory), or kept by the
+# encode pass (TopStrips, in blocks of ~2 proteins, pruned after every block)
+@pytest.mark.parametrize("fill_rows", [1 << 17, 7, "strips"])
 def test_build_sae_entry_from_real_objects(tiny_run, fill_rows, monkeypatch):
     from rd_interp.report import atlas as atlas_module
 
-    monkeypatch.setattr(atlas_module, "FILL_ROWS", fill_rows)
     sae, store, scores, res, _ = tiny_run
+    kw = {"store": store}
+    if fill_rows == "strips":
+        monkeypatch.setattr(TopStrips, "PRUNE_TRIPLES", 1)
+        strips = TopStrips(5, sae.n_latents)
+        again = encode_proteins(sae, store, batch_rows=40, strips=strips)
+        np.testing.assert_allclose(again.toarray(), scores.toarray(), rtol=1e-5)  # GEMM shapes differ: ulps
+        scores = again  # the strips rank by the scores of their own pass
+        kw = {"strips": strips.arrays(), "lengths": store.lengths}
+    else:
+        monkeypatch.setattr(atlas_module, "FILL_ROWS", fill_rows)
     blocks = [SpaceBlock("base", 0, 4), SpaceBlock("residual", 4, 10)]
-    e = build_sae_entry(sae, scores, store.ids, seed=3, enrichment=res, store=store, blocks=blocks, top_k=4,
-                        hist_bins=5, protein_top=3)
+    e = build_sae_entry(sae, scores, store.ids, seed=3, enrichment=res, blocks=blocks, top_k=4,
+                        hist_bins=5, protein_top=3, **kw)
     dense = scores.toarray()
     P = dense.shape[0]
     assert e.seed == 3 and e.n_latents == 24 and e.n_proteins == P and e.k == 3
@@ -180,6 +191,19 @@ def test_build_sae_entry_from_real_objects(tiny_run, fill_rows, monkeypatch):
         rel = [dense[i, j] / dense[:, j].max() for j, _ in lst]
         assert len(lst) <= 3 and [r for _, r in lst] == pytest.approx(rel, rel=1e-5)
         assert all(0 < r <= 1 for _, r in lst) and rel == sorted(rel, reverse=True)
+
+
+def test_strips_that_rank_other_proteins_are_refused(tiny_run):
+    sae, store, scores, _res, _ = tiny_run
+    strips = TopStrips(3, sae.n_latents)
+    encode_proteins(sae, store, strips=strips)
+    arrays = strips.arrays()
+    arrays["rows"] = arrays["rows"][::-1].copy()
+    with pytest.raises(ValueError, match="rank other top proteins"):
+        build_sae_entry(sae, scores, store.ids, seed=0, top_k=3, strips=arrays, lengths=store.lengths)
+    # fewer kept proteins than the atlas shows: the store is encoded again instead
+    e = build_sae_entry(sae, scores, store.ids, seed=0, top_k=4, strips=arrays, lengths=store.lengths, store=store)
+    assert all(tp.residues is not None for lat in e.latents for tp in lat.top)
 
 
 def test_build_sae_entry_bad_inputs(tiny_run):

@@ -44,6 +44,7 @@ def _config(out, family) -> RunConfig:
     cfg.enrich.min_proteins = 3
     cfg.enrich.n_permutations = 20
     cfg.report.top_latents = 3
+    cfg.workers = 2  # the SAE units and the probe in two worker processes (test_worker_count_...: vs one)
     cfg.validate()
     return cfg
 
@@ -159,9 +160,44 @@ def test_rerun_of_a_moved_run_is_cached_and_identical(finished_run, tmp_path, ca
     n_dirs = len(list((root / "stages").iterdir()))
     with caplog.at_level("INFO"):
         run_pipeline(cfg)
-    assert "running in" not in caplog.text
+    assert "running in" not in caplog.text and "worker processes" not in caplog.text
     assert (root / "report" / "summary.json").read_bytes() == before
     assert len(list((root / "stages").iterdir())) == n_dirs
+
+
+def _same(a, b, where=""):
+    """Equal JSON, floats within 1e-9 relative (thread counts change float sums in the last digits)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-300), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_worker_count_does_not_change_results(finished_run, tmp_path, caplog):
+    """The fixture ran the SAE units and the probe in 2 worker processes; one process gives the same
+    summary (GO counts exact, floats within 1e-9), and the workers' log lines reached this process."""
+    from rd_interp.pipeline.run import run_pipeline
+
+    cfg, root = _copy(finished_run, tmp_path)
+    before = json.loads((root / "report" / "summary.json").read_text())
+    for d in (root / "stages").iterdir():
+        if d.name.split("-")[0] in ("sae", "encode", "enrich", "probe"):
+            shutil.rmtree(d)
+    cfg.workers = 1
+    with caplog.at_level("INFO"):
+        run_pipeline(cfg)
+    assert "worker processes" not in caplog.text and "stage sae-rd-s1: running" in caplog.text
+    after = json.loads((root / "report" / "summary.json").read_text())
+    before.pop("run_id"), after.pop("run_id")  # a hash of the whole summary, floats included
+    _same(before, after)
 
 
 def test_changing_an_enrich_option_reruns_only_enrichment(finished_run, tmp_path):

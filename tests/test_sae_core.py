@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.encode import decoder_share, encode_proteins, encode_sequence_activations
+from rd_interp.sae.encode import TopStrips, decoder_share, encode_proteins, encode_sequence_activations
 from rd_interp.sae.io import load_sae, save_sae
 from rd_interp.sae.metrics import evaluate, fvu
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
@@ -365,3 +365,21 @@ def test_sparse_backward_equals_dense_autograd(arch):
     ((z @ sae.W_dec + sae.b_dec - x).pow(2).sum(1).mean() / 16).backward()
     for name, p in sae.named_parameters():
         torch.testing.assert_close(ours[name], p.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_top_strips_rank_ties_by_row_and_skip_silent_proteins():
+    """TopStrips keeps the atlas's ranking over a stream of blocks: score descending, lower row first on a
+    tie, never a protein with score 0; each kept pair holds exactly its own residue triples."""
+    st = TopStrips(2, 2)
+    # block 1: proteins 0, 1 (latent 0 scores 1.0, 2.0; latent 1 silent); residues (protein, position)
+    st.update(0, np.array([[1.0, 0], [2.0, 0]], np.float32), prot=np.array([0, 1, 1]), pos=np.array([3, 0, 4]),
+              lat=np.array([0, 0, 0]), val=np.array([1.0, 2.0, 0.5], np.float32))
+    # block 2: proteins 2, 3 (protein 2 ties protein 1 on latent 0: it ranks after it and evicts protein 0)
+    st.update(2, np.array([[2.0, 0], [0, 0]], np.float32), prot=np.array([0, 0]), pos=np.array([1, 2]),
+              lat=np.array([0, 0]), val=np.array([2.0, 1.5], np.float32))
+    a = st.arrays()
+    assert a["rows"].tolist() == [[1, -1], [2, -1]] and a["scores"][:, 0].tolist() == [2.0, 2.0]
+    assert a["key"].tolist() == [2, 2, 4, 4]  # row * n_latents + latent, protein 0's triple dropped
+    assert a["pos"].tolist() == [0, 4, 1, 2] and a["value"].tolist() == [2.0, 0.5, 2.0, 1.5]
+    with pytest.raises(ValueError, match="k must be"):
+        TopStrips(0, 3)

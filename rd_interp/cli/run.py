@@ -70,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser, stages: str) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="override the config's device")
+    p.add_argument("--workers", type=int, default=None,
+                   help="override the config's worker processes for the SAE units (0: automatic, 1: this process)")
     p.add_argument("--until", default="report", help=f"stop after this stage ({stages})")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="recompute this stage kind even if cached (repeatable)")
@@ -89,6 +91,9 @@ def _execute(cfg, args) -> int:
 
     if args.device:
         cfg.device = args.device
+    if args.workers is not None:
+        cfg.workers = args.workers
+        cfg.validate()
     ensure_writable_dir(cfg.out_dir or ".", "output folder (out_dir)")  # a file or read-only folder: fail now
     t0 = time.perf_counter()
     pipe = Pipeline(cfg, force=tuple(args.force), no_recompute=args.no_recompute,

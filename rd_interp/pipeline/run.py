@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rd_interp.config import RunConfig
 from rd_interp.data import run as data_stage
-from rd_interp.device import resolve_device
 from rd_interp.data.config import ANALYSIS
+from rd_interp.device import resolve_device
 from rd_interp.distill import controls as controls_stage
 from rd_interp.distill import run as distill_stage
 from rd_interp.enrich import run as enrich_stage
 from rd_interp.io.atomic import read_json, write_json, write_text
 from rd_interp.io.manifest import Manifest
 from rd_interp.pipeline.cache import Stage, plan, run_stage
+from rd_interp.pipeline.workers import resolve_workers, run_jobs
 from rd_interp.plm import run as embed_stage
 from rd_interp.plm.cards import member_card
 from rd_interp.probe import run as probe_stage
@@ -67,6 +70,7 @@ class Pipeline:
         self.no_recompute = no_recompute
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.workers = 1  # worker processes the last batch of independent chains used (see _jobs)
         self.stages: dict[str, Manifest] = {}
         self._enrichers: dict = {}
 
@@ -127,45 +131,24 @@ class Pipeline:
             return self._finish(meta)
 
         spaces = self.spaces(embeds, distill, controls)
-        probes = self._probe(data, spaces, distill) if cfg.probe.enabled else None
-        if until == "probe":
+        jobs = [(probe_chain, self._probe_args(data, spaces, distill))] if cfg.probe.enabled else []
+        if until != "probe":
+            common = (data, until, tuple(sorted(self.force)), self.no_recompute, self.device)
+            jobs += [(unit_chain, (self.root, cfg, spaces[key], seed, *common))
+                     for key in cfg.sae.spaces for seed in cfg.sae.seeds]
+        done = self._jobs(jobs)
+        probes = self.stages.get("probe")
+        if until in ("probe", "sae", "encode", "enrich"):
             return self._finish(meta)
-
-        units = [(spaces[key], seed) for key in cfg.sae.spaces for seed in cfg.sae.seeds]
-        saes = {}
-        for space, seed in units:
-            params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key,
-                      **({"untrained": True} if space.untrained else {}),
-                      **({"store_name": space.store_name} if space.store_name else {})}
-            st = plan(self.root, f"sae-{space.key}-s{seed}", "sae", cfg.sae, {"store": space.source}, params)
-            saes[space.key, seed] = self._run(st, lambda d, space=space, seed=seed: sae_stage.train(
-                {"store": space.source}, cfg.sae, d, seed=seed, columns=space.columns, label=space.label,
-                space=space.key, untrained=space.untrained, store_name=space.store_name, device=self.device,
-                progress=self.progress))
-        if until == "sae":
-            return self._finish(meta)
-
-        encoded = {}
-        for (key, seed), sae in saes.items():
-            st = plan(self.root, f"encode-{key}-s{seed}", "encode", cfg.encode, {"sae": sae}, {})
-            encoded[key, seed] = self._run(st, lambda d, sae=sae: sae_stage.encode({"sae": sae}, cfg.encode, d))
-        if until == "encode":
-            return self._finish(meta)
-
-        enriched = []
-        for (key, seed), enc in encoded.items():
-            ins = {"scores": enc, "data": data}
-            st = plan(self.root, f"enrich-{key}-s{seed}", "enrich", cfg.enrich, ins, {"seed": seed})
-            enriched.append(self._run(st, lambda d, ins=ins, seed=seed: enrich_stage.run(
-                ins, cfg.enrich, d, seed=seed, enrichers=self._enrichers)))
-        if until == "enrich":
-            return self._finish(meta)
+        enriched = [m for name, m in done if name.startswith("enrich-")]
 
         t0 = time.perf_counter()
         run_info = {"timings": dict(self.timings), "device": self.device, "out_dir": str(self.root),
+                    "workers": self.workers,
                     "wall_seconds": round(time.perf_counter() - t_start, 1)}
-        # The summary holds what determines the results, not where they are: out_dir goes to run_info.
-        config = {k: v for k, v in cfg.to_dict().items() if k != "out_dir"}
+        # The summary holds what determines the results, not where or how many processes made them: out_dir and
+        # workers go to run_info.
+        config = {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "workers")}
         extra = {"probes": read_json(probes.path("probes.json"))} if probes is not None else {}
         cards = [c for c in (member_card(n) for n in cfg.models.family) if c is not None]
         if cards:  # shipped members: their perplexity and probe AUROC, before any SAE result
@@ -177,12 +160,42 @@ class Pipeline:
         self.stages["report"] = report
         # whole-run wall time including the report (run_info.json is written before the report is done)
         write_json(meta / "timings.json", {"timings": dict(self.timings), "device": self.device,
+                                          "workers": self.workers,
                                           "wall_seconds": round(time.perf_counter() - t_start, 1)})
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
 
-    def _probe(self, data: Manifest, spaces: dict[str, Space], distill: Manifest) -> Manifest:
-        """Linear probes of every space with a store (untrained-SAE control aside) and of the rd prefixes."""
+    def _jobs(self, jobs: list[tuple[Callable, tuple]]) -> list[tuple[str, Manifest]]:
+        """Independent stage chains (the probe; each (space, seed) unit's SAE -> encode -> enrich), run in this
+        process or spread over worker processes (rd_interp.pipeline.workers) when the config and the machine
+        allow several. Finished chains are read here, so a cached run starts no worker."""
+        chains: list = [None] * len(jobs)
+        for i, (fn, args) in enumerate(jobs):
+            try:
+                chains[i] = fn(*args, enrichers=self._enrichers, cached_only=True)
+            except NotCached:
+                pass
+        pending = [i for i, c in enumerate(chains) if c is None]
+        n = resolve_workers(self.cfg.workers, self.device, len(pending))
+        self.workers = n
+        if n > 1:
+            for i, c in zip(pending, run_jobs(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending], n)):
+                chains[i] = c
+        else:
+            for i in pending:
+                fn, args = jobs[i]
+                chains[i] = fn(*args, progress=self.progress, enrichers=self._enrichers)
+        done = []
+        for chain in chains:
+            for name, m in chain:
+                self.timings[name] = float(m.seconds or 0.0)
+                self.stages[name] = m
+                done.append((name, m))
+        return done
+
+    def _probe_args(self, data: Manifest, spaces: dict[str, Space], distill: Manifest) -> tuple:
+        """probe_chain's arguments: linear probes of every space with a store (untrained-SAE control aside) and
+        of the rd prefixes."""
         stores: list[Manifest] = []
         names: list[str | None] = []
         index: dict[tuple, int] = {}
@@ -205,8 +218,7 @@ class Pipeline:
         ins = {"data": data, "stores": stores}
         params = {"seed": self.cfg.seed, "spaces": rows, "prefixes": prefixes, "store_names": names}
         st = plan(self.root, "probe", "probe", self.cfg.probe, ins, params)
-        return self._run(st, lambda d: probe_stage.run(ins, self.cfg.probe, d, spaces=rows, prefixes=prefixes,
-                                                       store_names=names, seed=self.cfg.seed))
+        return st, ins, self.cfg.probe, params, tuple(sorted(self.force)), self.no_recompute
 
     def _finish(self, meta: Path) -> dict[str, Manifest]:
         """Record which stage folders this config maps to (what `rd-interp explain` opens)."""
@@ -235,6 +247,70 @@ class Pipeline:
             "control.untrained": Space("control.untrained", f"{large}[untrained SAE]", embeds[-1], None,
                                        untrained=True),
         }}
+
+
+class NotCached(Exception):
+    """A chain has a stage still to compute (see unit_chain's cached_only)."""
+
+
+def _step(out: list, stage: Stage, fn, force: tuple[str, ...], no_recompute: bool, cached_only: bool) -> Manifest:
+    if cached_only and (not stage.done or stage.kind in force):
+        raise NotCached(stage.name)
+    m = run_stage(stage, fn, force=stage.kind in force, no_recompute=no_recompute)
+    out.append((stage.name, m))
+    return m
+
+
+def probe_chain(stage: Stage, ins: dict, cfg: Any, params: dict, force: tuple[str, ...], no_recompute: bool, *,
+                progress: bool = False, enrichers: dict | None = None,
+                cached_only: bool = False) -> list[tuple[str, Manifest]]:
+    """The probe stage as a chain of one (see Pipeline._jobs); `progress` and `enrichers` are unused."""
+    out: list[tuple[str, Manifest]] = []
+    _step(out, stage, lambda d: probe_stage.run(ins, cfg, d, spaces=params["spaces"], prefixes=params["prefixes"],
+                                                store_names=params["store_names"], seed=params["seed"]),
+          force, no_recompute, cached_only)
+    return out
+
+
+def unit_chain(root: Path, cfg: RunConfig, space: Space, seed: int, data: Manifest, until: str, force: tuple[str, ...],
+               no_recompute: bool, device: str, *, progress: bool = False, enrichers: dict | None = None,
+               cached_only: bool = False) -> list[tuple[str, Manifest]]:
+    """One unit: the SAE of `space` with `seed`, its pooled encoding and its GO enrichment (each a cached
+    stage; `until` stops the chain early). Returns (stage name, manifest) in order.
+
+    `enrichers`: GO term matrices kept across units of one process (see rd_interp.enrich.run.run).
+    `cached_only`: raise NotCached at the first stage that would have to run."""
+    out: list[tuple[str, Manifest]] = []
+
+    def step(stage: Stage, fn) -> Manifest:
+        return _step(out, stage, fn, force, no_recompute, cached_only)
+
+    params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key,
+              **({"untrained": True} if space.untrained else {}),
+              **({"store_name": space.store_name} if space.store_name else {})}
+    sae = step(plan(root, f"sae-{space.key}-s{seed}", "sae", cfg.sae, {"store": space.source}, params),
+               lambda d: sae_stage.train({"store": space.source}, cfg.sae, d, seed=seed, columns=space.columns,
+                                         label=space.label, space=space.key, untrained=space.untrained,
+                                         store_name=space.store_name, device=device, progress=progress))
+    if until == "sae":
+        return out
+    enc = step(plan(root, f"encode-{space.key}-s{seed}", "encode", cfg.encode, {"sae": sae}, {}),
+               lambda d: sae_stage.encode({"sae": sae}, cfg.encode, d))
+    if until == "encode":
+        return out
+    ins = {"scores": enc, "data": data}
+    step(plan(root, f"enrich-{space.key}-s{seed}", "enrich", cfg.enrich, ins, {"seed": seed}),
+         lambda d: enrich_stage.run(ins, cfg.enrich, d, seed=seed, enrichers=enrichers))
+    return out
+
+
+#: a worker process's GO term matrices, kept across the units it runs (built once per analysis set)
+_WORKER_ENRICHERS: dict = {}
+
+
+def _in_worker(fn: Callable, *args) -> list[tuple[str, Manifest]]:
+    """A chain run in a worker process: no progress bars (several processes share the terminal)."""
+    return fn(*args, progress=False, enrichers=_WORKER_ENRICHERS)
 
 
 def _cols(block: list[int]) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 Protocol (fixed, so that numbers from different models are comparable): proteins are split once by a
 seeded hash of their id (the same protein lands on the same side for every model and row order);
-features are standardised with training-split statistics; one L2 logistic regression per term
-(lbfgs, C fixed, no tuning on the test split); AUROC per term on the test proteins; macro AUROC over
+features are standardised with training-split statistics; one L2 logistic regression per term (C fixed,
+no tuning on the test split; the objective of scikit-learn's LogisticRegression, solved to a relative
+gradient of 1e-10 by Newton's method for all terms at once); AUROC per term on the test proteins; macro AUROC over
 the terms with enough positives on both sides; a percentile bootstrap interval over test proteins with
 seeded resamples shared by every model, so intervals (and differences) are paired.
 """
@@ -11,13 +12,19 @@ seeded resamples shared by every model, so intervals (and differences) are paire
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from scipy.special import expit
 
 from rd_interp.probe.auroc import auroc, bootstrap_macro_auroc, bootstrap_weights
+
+log = logging.getLogger(__name__)
+
+#: float64 cells of the [terms, samples, features] block one Hessian batch builds (64 MB)
+_HESSIAN_CELLS = 1 << 23
 
 
 def split_proteins(protein_ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
@@ -41,10 +48,78 @@ def split_proteins(protein_ids: Sequence[str], test_fraction: float = 0.2, seed:
     return test
 
 
+def fit_logistic(A: np.ndarray, Y: np.ndarray, C: float, *, max_iter: int = 100,
+                 tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise C * sum_i log(1 + exp(-y_i a_i.theta)) + |theta[:-1]|^2 / 2 for every column of Y at once.
+
+    A: [n, p] features with a last column of ones (its weight, the intercept, is not penalised), Y: [n, T]
+    bool. This is scikit-learn's LogisticRegression objective. Why Newton and not lbfgs per term: p is small
+    (a pooled embedding), so T Hessians cost a few GEMMs, and ~10 steps reach a gradient 1e-10 of the
+    initial one, where lbfgs stopped at its tolerance after hundreds of Python-level calls per term (the
+    demo's ~1,400 per-term fits: 36 s with scikit-learn's lbfgs, 9.5 s here). Each step halves until the
+    objective falls (Armijo), so it always descends; a term stops when its gradient is down to `tol` of
+    the initial one or its step no longer moves theta. Returns theta [T, p] and the steps each term took.
+    """
+    n, p = A.shape
+    Yf = np.asarray(Y, dtype=np.float64)
+    reg = np.ones(p)
+    reg[-1] = 0.0
+
+    def objective(theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        M = A @ theta.T
+        return C * (np.logaddexp(0.0, M) - Yf[:, cols] * M).sum(axis=0) + 0.5 * (theta ** 2 * reg).sum(axis=1)
+
+    T = Yf.shape[1]
+    theta = np.zeros((T, p))
+    n_iter = np.zeros(T, dtype=np.int64)
+    f = objective(theta, np.arange(T))
+    g0 = None
+    active = np.arange(T)
+    for _ in range(max_iter):
+        th = theta[active]
+        P = expit(A @ th.T)  # [n, t]
+        G = C * (A.T @ (P - Yf[:, active])).T + th * reg  # [t, p]
+        gmax = np.abs(G).max(axis=1)
+        if g0 is None:
+            g0 = np.maximum(gmax, 1e-300)
+        left = gmax > tol * g0[active]
+        active, th, P, G = active[left], th[left], P[:, left], G[left]
+        if not active.size:
+            break
+        S = C * P * (1.0 - P)
+        H = np.empty((active.size, p, p))
+        step = max(1, _HESSIAN_CELLS // (n * p))
+        for a in range(0, active.size, step):
+            b = min(a + step, active.size)
+            H[a:b] = A.T[None] @ (S[:, a:b].T[:, :, None] * A[None])
+        H[:, np.arange(p), np.arange(p)] += reg
+        D = np.linalg.solve(H, G[:, :, None])[:, :, 0]
+        dec = (G * D).sum(axis=1)  # the Newton decrement, > 0
+        t = np.ones(active.size)
+        f_old = f[active]
+        slack = 1e-13 * np.abs(f_old)  # rounding of the objective: below it a step cannot be judged
+        for _ in range(60):
+            f_new = objective(th - t[:, None] * D, active)
+            bad = f_new > f_old - 1e-4 * t * dec + slack
+            if not bad.any():
+                break
+            t[bad] *= 0.5
+        theta[active] = th - t[:, None] * D
+        f[active] = f_new
+        n_iter[active] += 1
+        # converged to rounding: the step no longer moves theta
+        still = np.abs(t[:, None] * D).max(axis=1) > 1e-14 * (1.0 + np.abs(theta[active]).max(axis=1))
+        active = active[still]
+    if active.size:
+        log.warning("logistic probe: %d of %d terms did not reach gradient tolerance %g in %d Newton steps",
+                    active.size, T, tol, max_iter)
+    return theta, n_iter
+
+
 class LinearProbe:
     """One standardised L2 logistic regression per label column (scikit-learn estimator conventions)."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 2000, tol: float = 1e-6):
+    def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float = 1e-10):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -71,14 +146,9 @@ class LinearProbe:
         sd = X.std(axis=0)
         self.scale_ = np.where(sd > 0, sd, 1.0)
         Z = (X - self.mean_) / self.scale_
-        self.coef_ = np.zeros((Y.shape[1], X.shape[1]))
-        self.intercept_ = np.zeros(Y.shape[1])
-        self.n_iter_ = np.zeros(Y.shape[1], dtype=np.int64)
-        for j in range(Y.shape[1]):
-            lr = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol, solver="lbfgs")
-            lr.fit(Z, Y[:, j])
-            self.coef_[j], self.intercept_[j] = lr.coef_[0], lr.intercept_[0]
-            self.n_iter_[j] = int(np.max(lr.n_iter_))
+        A = np.hstack([Z, np.ones((Z.shape[0], 1))])
+        theta, self.n_iter_ = fit_logistic(A, Y, self.C, max_iter=self.max_iter, tol=self.tol)
+        self.coef_, self.intercept_ = theta[:, :-1].copy(), theta[:, -1].copy()
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

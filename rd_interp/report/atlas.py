@@ -253,6 +253,8 @@ def build_sae_entry(
     hist_bins: int = 16,
     levels: int = 255,
     label: str = "",
+    strips: Mapping[str, np.ndarray] | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> AtlasSAE:
     """One SAE's atlas entry.
 
@@ -298,7 +300,9 @@ def build_sae_entry(
             stratum=None if strat is None else str(strat[j]),
             n_terms=counts.get(j, 0), terms=terms.get(j, []),
             top=[TopProtein(ids[r], float(v), levels=levels) for r, v in zip(trows.tolist(), tvals.tolist())]))
-    if store is not None:
+    if strips is not None and int(strips["k"]) >= top_k and lengths is not None:
+        _fill_from_strips(strips, np.asarray(lengths), {p: i for i, p in enumerate(ids)}, n_lat, latents, levels)
+    elif store is not None:
         _fill_residues(sae, store, columns, latents, levels)
     entry = AtlasSAE(seed=int(seed), architecture=str(sae.cfg.architecture), n_latents=n_lat,
                      k=int(sae.cfg.k) if sae.cfg.architecture != "relu" else None, n_proteins=P,
@@ -346,6 +350,23 @@ def _fill_residues(sae: Any, store: Any, columns: Any, latents: list[LatentEntry
                 a, b = sub.indptr[j], sub.indptr[j + 1]
                 col[sub.indices[a:b]] = sub.data[a:b]
                 tp.residues, tp.scale = quantize(col, levels)
+
+
+def _fill_from_strips(strips: Mapping[str, np.ndarray], lengths: np.ndarray, row_of: dict[str, int], n_lat: int,
+                      latents: list[LatentEntry], levels: int) -> None:
+    """Per-residue activations of every (latent, top protein) pair from the encode stage's strips, which must
+    rank the same proteins first (a mismatch means the strips belong to other scores)."""
+    key, pos, val, top = strips["key"], strips["pos"], strips["value"], strips["rows"]
+    for lat in latents:
+        want = [row_of[tp.accession] for tp in lat.top]
+        if top[:len(want), lat.index].tolist() != want:
+            raise ValueError(f"latent {lat.index}: the encode stage's strips rank other top proteins than its "
+                             "scores; recompute the encode stage (`rd-interp run --force encode`)")
+        for r, tp in zip(want, lat.top):
+            a, b = np.searchsorted(key, [r * n_lat + lat.index, r * n_lat + lat.index + 1])
+            col = np.zeros(int(lengths[r]), dtype=np.float32)
+            col[pos[a:b]] = val[a:b]
+            tp.residues, tp.scale = quantize(col, levels)
 
 
 def _protein_latents(scores: sp.csr_matrix, colmax: np.ndarray, ids: list[str], m: int) -> dict[str, list[tuple[int, float]]]:

@@ -19,7 +19,7 @@ from rd_interp.io.manifest import Manifest
 from rd_interp.report.atlas import AtlasSpace, SpaceBlock, build_atlas, build_sae_entry, write_atlas
 from rd_interp.report.summary import collect
 from rd_interp.sae.io import load_sae
-from rd_interp.sae.run import SAE_DIR, load_scores
+from rd_interp.sae.run import SAE_DIR, load_lengths, load_scores, load_strips
 
 ATLAS = "atlas.html"
 
@@ -46,10 +46,12 @@ def write_run_atlas(enrich: list[Manifest], path: str | Path, *, title: str = "r
                 b = store.manifest["blocks"]
                 blocks = [SpaceBlock("base", *b["base"]), SpaceBlock("residual", *b["residual"])]
             scores, ids = load_scores(sp.encode[seed].dir)
+            strips = load_strips(sp.encode[seed].dir)
             res = EnrichmentResult.load(sp.enrich[seed].path("real"))
             entries.append(build_sae_entry(sae, scores, ids, seed=seed, enrichment=res, store=store,
                                            blocks=blocks, stratum_margin=margin, ontology=ontology, top_k=top_k,
-                                           label=sp.label))
+                                           label=sp.label, strips=strips,
+                                           lengths=load_lengths(sp.encode[seed].dir)))
         out.append(AtlasSpace(key=key, label=sp.label, saes=entries, blocks=blocks,
                               description="control" if sp.kind == "control" else ""))
     records = {r.id: r for r in read_fasta(data.path("proteins.fasta"))}

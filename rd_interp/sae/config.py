@@ -96,9 +96,13 @@ class EncodeConfig:
     pooling: Literal["max", "mean"] = opt("max", "per-protein pooling of residue activations")
     batch_rows: int = opt(32768, "residues encoded per block (whole proteins)")
     chunk_rows: int = opt(4096, "residues per encoder call inside a block")
+    strip_proteins: int = opt(10, "top proteins per latent whose per-residue activations are kept for the atlas's "
+                                  "strips (0: none; the atlas then encodes its top proteins again)")
 
     def validate(self) -> None:
         if self.pooling not in ("max", "mean"):
             raise ConfigError(f"encode.pooling must be 'max' or 'mean', got {self.pooling!r}")
         if self.batch_rows < 1 or self.chunk_rows < 1:
             raise ConfigError("encode.batch_rows and encode.chunk_rows must be >= 1")
+        if self.strip_proteins < 0:
+            raise ConfigError(f"encode.strip_proteins must be >= 0, got {self.strip_proteins}")

@@ -30,7 +30,7 @@ from rd_interp.io.split import SPLIT_METHOD, protein_split, row_budget, split_di
 from rd_interp.io.store import EmbeddingStore
 from rd_interp.sae.config import EncodeConfig, SAETrainConfig
 from rd_interp.sae.data import columns_to_json, parse_columns
-from rd_interp.sae.encode import decoder_share, encode_proteins
+from rd_interp.sae.encode import TopStrips, decoder_share, encode_proteins
 from rd_interp.sae.io import load_sae, save_sae
 from rd_interp.sae.metrics import evaluate
 from rd_interp.sae.model import SparseAutoencoder
@@ -40,7 +40,8 @@ TRAIN_STAGE = "sae"
 ENCODE_STAGE = "encode"
 SAE_DIR = "sae"
 TRAIN_OUTPUTS = (SAE_DIR, "metrics.json")
-ENCODE_OUTPUTS = ("scores.npz", "proteins.txt", "decoder_share.npy", "encode.json")
+ENCODE_OUTPUTS = ("scores.npz", "proteins.txt", "decoder_share.npy", "strips.npz", "encode.json")
+STRIP_ARRAYS = {"k": 0, "rows": 2, "scores": 2, "key": 1, "pos": 1, "value": 1}  # name -> ndim
 
 
 # -- one protein split ----------------------------------------------------------------------------------------
@@ -120,11 +121,16 @@ def encode(inputs: dict, cfg: EncodeConfig, out_dir: str | Path, *, store: Any =
     else:
         st, record = open_store(store)
     columns = (sae.provenance.source or {}).get("columns")  # the block the SAE was trained on
+    strips = TopStrips(cfg.strip_proteins, sae.n_latents) if cfg.strip_proteins else None
     scores = encode_proteins(sae, st, columns=columns, pooling=cfg.pooling, batch_rows=cfg.batch_rows,
-                             chunk_rows=cfg.chunk_rows, progress=progress)
+                             chunk_rows=cfg.chunk_rows, progress=progress, strips=strips)
     save_scores(d, scores, st.ids, st.lengths)
     result = {"n_proteins": int(scores.shape[0]), "n_latents": int(scores.shape[1]), "nnz": int(scores.nnz),
               "label": sae_stage.result.get("label"), "seed": sae_stage.result.get("seed")}
+    if strips is not None:
+        with atomic_path(d / "strips.npz", suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **strips.arrays())
+        result["strips"] = "strips.npz"
     blocks = st.manifest.get("blocks")
     if blocks and columns is None:  # an SAE on a whole rd space: how much each latent writes to each block
         share = decoder_share(sae, slice(*blocks["base"]))
@@ -178,6 +184,21 @@ def load_lengths(d: Path) -> np.ndarray | None:
     if not rows or any(len(r) < 2 for r in rows):
         return None
     return np.asarray([int(r[1]) for r in rows], dtype=np.int64)
+
+
+def load_strips(d: Path) -> dict[str, np.ndarray] | None:
+    """strips.npz of an encode folder (TopStrips.arrays), checked; None when the stage kept no strips."""
+    path = Path(d) / "strips.npz"
+    if not path.is_file():
+        return None
+    with reading(path, "atlas strips", ENCODE_FIX) as p, np.load(p, allow_pickle=False) as z:
+        out = {name: z[name] for name in STRIP_ARRAYS}
+    bad = [n for n, nd in STRIP_ARRAYS.items() if out[n].ndim != nd]
+    n = out["key"].shape[0]
+    if bad or out["pos"].shape[0] != n or out["value"].shape[0] != n or out["rows"].shape != out["scores"].shape:
+        raise CorruptFileError(f"{path}: atlas strips have inconsistent arrays ({', '.join(bad) or 'lengths'}); "
+                               f"{ENCODE_FIX}")
+    return out
 
 
 def read_decoder_share(encoded: Manifest) -> np.ndarray | None:

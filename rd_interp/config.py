@@ -62,8 +62,9 @@ class RunConfig:
     out_dir: str = opt("rd_interp_run", "output folder of the run (stages are cached under OUT/stages/)")
     seed: int = opt(0, "seed of the protein subset and of the distillation fit subset")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "torch device for embedding, distillation and SAEs")
-    workers: int = opt(0, "processes for the independent SAE -> encode -> enrich units (0: automatic, one per CPU "
-                          "thread up to 4; 1 on a GPU or under torchrun); results do not depend on it", key=False)
+    workers: int = opt(0, "processes for the independent work: the probe stage and each SAE -> encode -> enrich unit "
+                          "(0: automatic, one per CPU thread up to 4; 1 on a GPU or under torchrun); results do not "
+                          "depend on it", key=False)
     data: DataConfig = opt(factory=DataConfig)
     models: ModelsConfig = opt(factory=ModelsConfig)
     distill: DistillConfig = opt(factory=DistillConfig)

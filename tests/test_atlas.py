@@ -201,6 +201,12 @@ def test_strips_that_rank_other_proteins_are_refused(tiny_run):
     arrays["rows"] = arrays["rows"][::-1].copy()
     with pytest.raises(ValueError, match="rank other top proteins"):
         build_sae_entry(sae, scores, store.ids, seed=0, top_k=3, strips=arrays, lengths=store.lengths)
+    bad = {**strips.arrays(), "pos": strips.arrays()["pos"] + 1000}
+    with pytest.raises(ValueError, match="outside"):
+        build_sae_entry(sae, scores, store.ids, seed=0, top_k=3, strips=bad, lengths=store.lengths)
+    with pytest.raises(ValueError, match="cover 3 latents"):
+        build_sae_entry(sae, scores, store.ids, seed=0, top_k=3, strips={**arrays, "rows": arrays["rows"][:, :3]},
+                        lengths=store.lengths)
     # fewer kept proteins than the atlas shows: the store is encoded again instead
     e = build_sae_entry(sae, scores, store.ids, seed=0, top_k=4, strips=arrays, lengths=store.lengths, store=store)
     assert all(tp.residues is not None for lat in e.latents for tp in lat.top)

@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser, stages: str) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="override the config's device")
     p.add_argument("--workers", type=int, default=None,
-                   help="override the config's worker processes for the SAE units (0: automatic, 1: this process)")
+                   help="override the config's worker processes for the probe and the SAE units (0: automatic, 1: this "
+                        "process)")
     p.add_argument("--until", default="report", help=f"stop after this stage ({stages})")
     p.add_argument("--force", action="append", default=[], metavar="STAGE",
                    help="recompute this stage kind even if cached (repeatable)")

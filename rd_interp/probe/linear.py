@@ -93,6 +93,7 @@ def fit_logistic(A: np.ndarray, Y: np.ndarray, C: float, *, max_iter: int = 100,
             b = min(a + step, active.size)
             H[a:b] = A.T[None] @ (S[:, a:b].T[:, :, None] * A[None])
         H[:, np.arange(p), np.arange(p)] += reg
+        H[:, -1, -1] += 1e-12 * max(1.0, C * n)  # the intercept's curvature vanishes only if every margin is huge
         D = np.linalg.solve(H, G[:, :, None])[:, :, 0]
         dec = (G * D).sum(axis=1)  # the Newton decrement, > 0
         t = np.ones(active.size)

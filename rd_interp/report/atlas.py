@@ -357,6 +357,9 @@ def _fill_from_strips(strips: Mapping[str, np.ndarray], lengths: np.ndarray, row
     """Per-residue activations of every (latent, top protein) pair from the encode stage's strips, which must
     rank the same proteins first (a mismatch means the strips belong to other scores)."""
     key, pos, val, top = strips["key"], strips["pos"], strips["value"], strips["rows"]
+    if top.shape[1] != n_lat:
+        raise ValueError(f"the encode stage's strips cover {top.shape[1]} latents, the SAE has {n_lat}; recompute "
+                         "the encode stage (`rd-interp run --force encode`)")
     for lat in latents:
         want = [row_of[tp.accession] for tp in lat.top]
         if top[:len(want), lat.index].tolist() != want:
@@ -365,6 +368,9 @@ def _fill_from_strips(strips: Mapping[str, np.ndarray], lengths: np.ndarray, row
         for r, tp in zip(want, lat.top):
             a, b = np.searchsorted(key, [r * n_lat + lat.index, r * n_lat + lat.index + 1])
             col = np.zeros(int(lengths[r]), dtype=np.float32)
+            if b > a and not 0 <= int(pos[a:b].min()) <= int(pos[a:b].max()) < col.size:
+                raise ValueError(f"latent {lat.index}: the encode stage's strips place activations outside "
+                                 f"{tp.accession!r} ({col.size} residues); recompute the encode stage")
             col[pos[a:b]] = val[a:b]
             tp.residues, tp.scale = quantize(col, levels)
 

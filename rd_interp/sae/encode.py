@@ -126,7 +126,7 @@ class TopStrips:
         return key, pos, val
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """What `save`/the atlas need: the top lists and the triples of their (protein, latent) pairs, sorted by
+        """What the encode stage saves (strips.npz) and the atlas reads: the top lists and the triples of their (protein, latent) pairs, sorted by
         pair key (row * n_latents + latent), then residue position."""
         key, pos, val = self._prune()
         return {"k": np.asarray(self.k), "rows": self.rows, "scores": self.scores, "key": key, "pos": pos,

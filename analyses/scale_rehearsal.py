@@ -158,6 +158,7 @@ def child(spec: dict[str, Any]) -> None:
     cfg.sae.n_latents, cfg.sae.n_steps = spec["n_latents"], spec["sae_steps"]
     cfg.sae.seeds, cfg.sae.spaces = [0], spec["spaces"]
     cfg.probe.enabled = False
+    cfg.workers = 1  # every stage in this process, where Metered sees its CPU time and memory
     cfg.validate()
     base, base_anon = _hwm(), _rss_anon()  # python + torch + rd_interp imported
     sampler.start()

@@ -184,7 +184,7 @@ def _same(a, b, where=""):
 def test_worker_count_does_not_change_results(finished_run, tmp_path, caplog):
     """The fixture ran the SAE units and the probe in 2 worker processes; one process gives the same
     summary (GO counts exact, floats within 1e-9), and the workers' log lines reached this process."""
-    from rd_interp.pipeline.run import run_pipeline
+    from rd_interp.pipeline.run import Pipeline
 
     cfg, root = _copy(finished_run, tmp_path)
     before = json.loads((root / "report" / "summary.json").read_text())
@@ -192,9 +192,17 @@ def test_worker_count_does_not_change_results(finished_run, tmp_path, caplog):
         if d.name.split("-")[0] in ("sae", "encode", "enrich", "probe"):
             shutil.rmtree(d)
     cfg.workers = 1
+    seen = []
+
+    class Metered(Pipeline):  # as analyses/scale_rehearsal.py meters stages: in one process every stage passes here
+        def _run(self, stage, fn):
+            seen.append(stage.name)
+            return super()._run(stage, fn)
+
     with caplog.at_level("INFO"):
-        run_pipeline(cfg)
+        Metered(cfg).run()
     assert "worker processes" not in caplog.text and "stage sae-rd-s1: running" in caplog.text
+    assert {"probe", "sae-rd-s1", "encode-rd-s1", "enrich-rd-s1"} <= set(seen)
     after = json.loads((root / "report" / "summary.json").read_text())
     before.pop("run_id"), after.pop("run_id")  # a hash of the whole summary, floats included
     _same(before, after)

@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
-        "demo", help="the job on the shipped offline data and model family (about 6 min on 2 CPU cores)",
+        "demo", help="the job on the shipped offline data and model family (under 6 min on 2 CPU cores)",
         description="Run the pipeline on the shipped Swiss-Prot subset, GO ontology and mini model family "
                     "(mini-S -> mini-L), then print where the report is.")
     p.add_argument("--out", default="rd_interp_demo", help="output folder (default: %(default)s)")

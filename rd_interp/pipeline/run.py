@@ -172,7 +172,7 @@ class Pipeline:
         chains: list = [None] * len(jobs)
         for i, (fn, args) in enumerate(jobs):
             try:
-                chains[i] = fn(*args, enrichers=self._enrichers, cached_only=True)
+                chains[i] = fn(*args, enrichers=self._enrichers, cached_only=True, runner=self._run)
             except NotCached:
                 pass
         pending = [i for i, c in enumerate(chains) if c is None]
@@ -184,7 +184,7 @@ class Pipeline:
         else:
             for i in pending:
                 fn, args = jobs[i]
-                chains[i] = fn(*args, progress=self.progress, enrichers=self._enrichers)
+                chains[i] = fn(*args, progress=self.progress, enrichers=self._enrichers, runner=self._run)
         done = []
         for chain in chains:
             for name, m in chain:
@@ -253,37 +253,40 @@ class NotCached(Exception):
     """A chain has a stage still to compute (see unit_chain's cached_only)."""
 
 
-def _step(out: list, stage: Stage, fn, force: tuple[str, ...], no_recompute: bool, cached_only: bool) -> Manifest:
+def _step(out: list, stage: Stage, fn, force: tuple[str, ...], no_recompute: bool, cached_only: bool,
+          runner: Callable | None) -> Manifest:
     if cached_only and (not stage.done or stage.kind in force):
         raise NotCached(stage.name)
-    m = run_stage(stage, fn, force=stage.kind in force, no_recompute=no_recompute)
+    m = runner(stage, fn) if runner is not None else run_stage(stage, fn, force=stage.kind in force,
+                                                                no_recompute=no_recompute)
     out.append((stage.name, m))
     return m
 
 
 def probe_chain(stage: Stage, ins: dict, cfg: Any, params: dict, force: tuple[str, ...], no_recompute: bool, *,
-                progress: bool = False, enrichers: dict | None = None,
-                cached_only: bool = False) -> list[tuple[str, Manifest]]:
+                progress: bool = False, enrichers: dict | None = None, cached_only: bool = False,
+                runner: Callable | None = None) -> list[tuple[str, Manifest]]:
     """The probe stage as a chain of one (see Pipeline._jobs); `progress` and `enrichers` are unused."""
     out: list[tuple[str, Manifest]] = []
     _step(out, stage, lambda d: probe_stage.run(ins, cfg, d, spaces=params["spaces"], prefixes=params["prefixes"],
                                                 store_names=params["store_names"], seed=params["seed"]),
-          force, no_recompute, cached_only)
+          force, no_recompute, cached_only, runner)
     return out
 
 
 def unit_chain(root: Path, cfg: RunConfig, space: Space, seed: int, data: Manifest, until: str, force: tuple[str, ...],
                no_recompute: bool, device: str, *, progress: bool = False, enrichers: dict | None = None,
-               cached_only: bool = False) -> list[tuple[str, Manifest]]:
+               cached_only: bool = False, runner: Callable | None = None) -> list[tuple[str, Manifest]]:
     """One unit: the SAE of `space` with `seed`, its pooled encoding and its GO enrichment (each a cached
     stage; `until` stops the chain early). Returns (stage name, manifest) in order.
 
     `enrichers`: GO term matrices kept across units of one process (see rd_interp.enrich.run.run).
-    `cached_only`: raise NotCached at the first stage that would have to run."""
+    `cached_only`: raise NotCached at the first stage that would have to run. `runner(stage, fn)`: how a stage
+    is run in the calling process (Pipeline._run, which subclasses may meter); default run_stage."""
     out: list[tuple[str, Manifest]] = []
 
     def step(stage: Stage, fn) -> Manifest:
-        return _step(out, stage, fn, force, no_recompute, cached_only)
+        return _step(out, stage, fn, force, no_recompute, cached_only, runner)
 
     params = {"seed": seed, "columns": space.columns, "label": space.label, "space": space.key,
               **({"untrained": True} if space.untrained else {}),

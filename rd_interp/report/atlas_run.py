@@ -47,11 +47,11 @@ def write_run_atlas(enrich: list[Manifest], path: str | Path, *, title: str = "r
                 blocks = [SpaceBlock("base", *b["base"]), SpaceBlock("residual", *b["residual"])]
             scores, ids = load_scores(sp.encode[seed].dir)
             strips = load_strips(sp.encode[seed].dir)
+            lengths = load_lengths(sp.encode[seed].dir) if strips is not None else None
             res = EnrichmentResult.load(sp.enrich[seed].path("real"))
             entries.append(build_sae_entry(sae, scores, ids, seed=seed, enrichment=res, store=store,
                                            blocks=blocks, stratum_margin=margin, ontology=ontology, top_k=top_k,
-                                           label=sp.label, strips=strips,
-                                           lengths=load_lengths(sp.encode[seed].dir)))
+                                           label=sp.label, strips=strips, lengths=lengths))
         out.append(AtlasSpace(key=key, label=sp.label, saes=entries, blocks=blocks,
                               description="control" if sp.kind == "control" else ""))
     records = {r.id: r for r in read_fasta(data.path("proteins.fasta"))}

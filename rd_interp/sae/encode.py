@@ -81,6 +81,7 @@ class TopStrips:
         self.k, self.n_latents = int(k), int(n_latents)
         self.rows = np.full((self.k, self.n_latents), -1, dtype=np.int64)  # protein row, best first
         self.scores = np.zeros((self.k, self.n_latents), dtype=np.float32)
+        self._latent = np.broadcast_to(np.arange(self.n_latents, dtype=np.int64), self.rows.shape)  # of each cell
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (row * n_lat + latent, position, value)
         self._kept = 0
         self._limit = self.PRUNE_TRIPLES
@@ -100,8 +101,7 @@ class TopStrips:
         entering = self.rows >= first_row
         if not entering.any():
             return
-        lat_of = np.broadcast_to(np.arange(self.n_latents, dtype=np.int64), self.rows.shape)
-        want = np.unique((self.rows[entering] - first_row) * self.n_latents + lat_of[entering])
+        want = np.unique((self.rows[entering] - first_row) * self.n_latents + self._latent[entering])
         key = prot.astype(np.int64) * self.n_latents + lat.astype(np.int64)
         hit = np.isin(key, want)
         self._parts.append((key[hit] + first_row * self.n_latents, pos[hit].astype(np.int32),
@@ -116,8 +116,7 @@ class TopStrips:
             return empty, empty.astype(np.int32), empty.astype(np.float32)
         key, pos, val = (np.concatenate(a) for a in zip(*self._parts))
         valid = self.rows >= 0
-        lat_of = np.broadcast_to(np.arange(self.n_latents, dtype=np.int64), self.rows.shape)
-        keep = np.isin(key, self.rows[valid] * self.n_latents + lat_of[valid])
+        keep = np.isin(key, self.rows[valid] * self.n_latents + self._latent[valid])
         key, pos, val = key[keep], pos[keep], val[keep]
         order = np.lexsort((pos, key))
         key, pos, val = key[order], pos[order], val[order]

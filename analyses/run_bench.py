@@ -33,7 +33,7 @@ from rd_interp.io.atomic import write_json, write_text  # noqa: E402
 
 #: name -> (script, quick arguments, --big arguments)
 BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
-    "embed": ("bench_embed.py", [], ["--residues-mini", "200000", "--residues-35m", "60000", "--rounds", "3", "--bf16"]),
+    "embed": ("bench_embed.py", ["--bf16"], ["--residues-mini", "200000", "--residues-35m", "60000", "--rounds", "3", "--bf16"]),
     "sae": ("bench_sae.py", [], ["--steps", "300", "--rows", "1000000", "--rounds", "3"]),
     "distill": ("bench_distill.py", ["--rows", "100000", "--big-rows", "1000000"], []),
     "enrich": ("bench_enrich.py", [], []),
@@ -68,7 +68,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                         f"max rel diff {eq['max_rel']:.1e}, min cosine {eq['min_cosine']:.6f}"])
             if "bf16" in m:
                 b = m["bf16"]
-                out.append([f"embedding bf16 (optional), {m['model']}", cmd[:-1] + " --bf16`",
+                out.append([f"embedding bf16 (optional, `models.autocast = \"bf16\"`), {m['model']}", cmd,
                             f"{_f(b['residues_per_s'])} residues/s", "transformers fp32 (above)",
                             f"{b['speedup_vs_transformers_fp32']:.2f}x",
                             f"vs fp32: max abs {b['deviation_from_fp32']['max_abs']:.2g}, min cosine "

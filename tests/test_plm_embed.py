@@ -162,3 +162,24 @@ def test_cli_embed(tmp_path, tiny, capsys):
     assert rc == 1 and "max_tokens must be >= max_residues + 2" in capsys.readouterr().err
     rc = main(["embed", str(fasta), "--model", "nonexistent-model", "--out", str(tmp_path / "x")])
     assert rc == 1 and "unknown model" in capsys.readouterr().err
+
+
+def test_bf16_on_cpu_only_when_asked_for(tmp_path, tiny):
+    """autocast = "auto" keeps fp32 on the CPU (the default store equals fair-esm); "bf16" runs the matmuls in
+    bf16 there: a different store, recorded in its manifest, close to fp32 but not equal."""
+    path, _ = tiny
+    seqs = _seqs(10, 5, 40, seed=3)
+    fasta = tmp_path / "p.fasta"
+    write_fasta(fasta, [(f"p{i}", s) for i, s in enumerate(seqs)])
+    cpu = torch.device("cpu")
+    assert emb._autocast_dtype(EmbedConfig(), cpu) is None
+    assert emb._autocast_dtype(EmbedConfig(autocast="fp16"), cpu) is None
+    assert emb._autocast_dtype(EmbedConfig(autocast="bf16"), cpu) == torch.bfloat16
+    fp32 = embed_fasta(fasta, tmp_path / "a", EmbedConfig(dtype="float32"), model=str(path), progress=False)
+    bf16 = embed_fasta(fasta, tmp_path / "b", EmbedConfig(dtype="float32", autocast="bf16"), model=str(path),
+                       progress=False)
+    assert fp32.manifest["autocast"] is None and bf16.manifest["autocast"] == "bfloat16"
+    a, b = (np.concatenate(list(s.iter_chunks())).astype(np.float64) for s in (fp32, bf16))
+    assert not np.array_equal(a, b)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() > 0.99

@@ -84,9 +84,13 @@ def _call(args: argparse.Namespace) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     old = _term.install()
     try:
-        return _main(argv)
+        code = _main(argv)
     finally:
         sys.stdout, sys.stderr = old
+    ranked = sys.modules.get("rd_interp.dist")  # imported only by a command run under torchrun
+    if ranked is not None:
+        ranked.exit_if_grouped(code)
+    return code
 
 
 def _main(argv: list[str] | None) -> int:

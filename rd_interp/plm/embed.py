@@ -3,7 +3,7 @@
 Why it is fast: proteins are sorted by length and packed into batches up to a token budget (little
 padding), the forward pass stops at the requested layer, skips the LM head, uses fused
 scaled-dot-product attention (plm/fast.py) with fair-esm's own weights and modules, runs under
-``torch.inference_mode`` and, on CUDA only, bf16/fp16 autocast. Residue rows are sliced out per
+``torch.inference_mode`` and bf16/fp16 autocast on CUDA (bf16 on CPU when asked for). Residue rows are sliced out per
 protein with tensor ops (BOS/EOS/padding dropped), never per residue in Python.
 
 Why it is safe: shards are committed atomically by the StoreWriter; a rerun skips committed proteins
@@ -35,7 +35,14 @@ log = logging.getLogger(__name__)
 
 
 def _autocast_dtype(cfg: EmbedConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or cfg.autocast == "none":
+    """CUDA: bf16 (fp16 where bf16 is missing) unless autocast = "none". CPU: fp32 unless "bf16" is asked for:
+    bf16 matmuls are several times faster on CPUs with AMX or AVX-512 BF16 and slower on others, and the
+    embeddings then deviate from fp32 (analyses/bench_embed.py --bf16 measures both; README)."""
+    if cfg.autocast == "none":
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16 if cfg.autocast == "bf16" else None
+    if device.type != "cuda":
         return None
     if cfg.autocast == "fp16":
         return torch.float16

@@ -15,6 +15,7 @@ import torch
 
 from rd_interp.sae.data import as_source
 from rd_interp.sae.model import SparseAutoencoder
+from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["FREQ_BINS", "evaluate", "fvu"]
 
@@ -66,7 +67,7 @@ def evaluate(
                 xp = sae.preprocess(x)
                 pre = sae._pre(xp)
                 if sae.cfg.architecture == "topk":
-                    vals, li = pre.topk(sae.cfg.k, dim=1, sorted=False)
+                    vals, li = topk_ascending(pre, sae.cfg.k)
                     vals = torch.relu(vals)
                     xh_p = torch.nn.functional.embedding_bag(li, sae.W_dec, per_sample_weights=vals,
                                                              mode="sum") + sae.b_dec

@@ -28,6 +28,7 @@ from torch import nn
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
+from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
 
@@ -277,7 +278,7 @@ class SparseAutoencoder(nn.Module):
         """Dense latents from pre-activations, inference form (BatchTopK uses the fixed threshold)."""
         arch = self.cfg.architecture
         if arch == "topk":
-            vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+            vals, idx = topk_ascending(pre, self.cfg.k)
             return torch.zeros_like(pre).scatter_(1, idx, F.relu(vals))
         if arch == "batchtopk":
             thr = self.threshold
@@ -295,9 +296,8 @@ class SparseAutoencoder(nn.Module):
         with torch.no_grad():
             pre = self._pre(self.preprocess(x))
             if self.cfg.architecture == "topk":
-                vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
-                idx, perm = idx.sort(dim=1)  # latents ascending within each row (rows are already in order)
-                vals = F.relu(vals.gather(1, perm))
+                vals, idx = topk_ascending(pre, self.cfg.k)  # latents ascending within each row
+                vals = F.relu(vals)
                 rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(self.cfg.k)
                 vals, idx = vals.reshape(-1), idx.reshape(-1)
                 keep = vals > 0
@@ -329,7 +329,7 @@ class SparseAutoencoder(nn.Module):
     def _reconstruct_eval(self, xp: torch.Tensor) -> torch.Tensor:
         pre = self._pre(xp)
         if self.cfg.architecture == "topk":
-            vals, idx = pre.topk(self.cfg.k, dim=1, sorted=False)
+            vals, idx = topk_ascending(pre, self.cfg.k)
             return F.embedding_bag(idx, self.W_dec, per_sample_weights=F.relu(vals), mode="sum") + self.b_dec
         return self._activate(pre) @ self.W_dec + self.b_dec
 
@@ -380,7 +380,7 @@ class SparseAutoencoder(nn.Module):
                 pre_d = _dense_pre(xc, self.W_enc, self.b_enc, pre_out)
         out: dict[str, torch.Tensor] = {}
         if arch == "topk":
-            _, idx = pre_d.topk(k, dim=1, sorted=False)
+            _, idx = topk_ascending(pre_d, k)
             valid = None
         else:  # batchtopk: the B*k largest activations of the whole batch, padded to [B, m]
             flat = F.relu(pre_d).reshape(-1)

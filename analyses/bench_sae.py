@@ -10,7 +10,7 @@ with one formula from each tool's reconstructions; ours and sparsify are run twi
 (ours, sparsify, SAELens..., ours, sparsify) and the median is used. Also measured in the same run: the
 per-step floor (dense encoder matmul + top-k on one batch, by the faster of torch.topk and our kernel,
 which our training uses), and the decoder forward+backward with
-embedding_bag autograd vs our CSR backward at 480 and 1,280 dims.
+embedding_bag autograd vs our decoder's CSR backward at 480 and 1,280 dims.
 
 What differs between the tools (by design of each, not by our settings):
 - sparsify: its `SparseCoder` and `fused_encoder` (encoder init = nn.Linear default, decoder = normalised
@@ -219,46 +219,16 @@ def our_train_config(steps: int, batch: int, lr: float, n_train: int):
                        dead_window=sch["dead_window"])
 
 
-class _CSRDecode:
-    """The decoder backward rd_interp used before this benchmark settled the choice: embedding_bag
-    forward, backward as one CSR x dense product over the latent-sorted pattern (shared with the
-    encoder's backward, so its sort is not counted against it here)."""
-
-    @staticmethod
-    def make():
-        import torch
-        import torch.nn.functional as F
-
-        class Fn(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, vals, W_dec, pattern, offsets, bag):
-                ctx.save_for_backward(vals, W_dec, offsets, bag)
-                ctx.pattern = pattern
-                return F.embedding_bag(pattern.flat.view(vals.shape), W_dec, per_sample_weights=vals, mode="sum")
-
-            @staticmethod
-            def backward(ctx, grad):
-                vals, W_dec, offsets, bag = ctx.saved_tensors
-                pat = ctx.pattern
-                grad = grad.contiguous()
-                g_vals = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                    grad, W_dec, pat.flat, offsets, bag, 0, -1).view(vals.shape)
-                return g_vals, pat.st_mm(vals, grad), None, None, None
-
-        return Fn
-
-
 def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict[str, float]:
-    """ms per forward+backward of the TopK decode x_hat = sum_j v[b,j] W_dec[idx[b,j]] (+ encoder gather):
-    dense scatter + matmul (what autograd through topk does), embedding_bag with autograd's backward
-    (what rd_interp uses), and embedding_bag with a CSR backward over the latent-sorted pattern (the
-    pattern's sort is done once outside the timing: in training the encoder's backward needs it anyway)."""
+    """ms per forward+backward of the TopK decode x_hat = sum_j v[b,j] W_dec[idx[b,j]]: dense scatter + matmul
+    (what autograd through topk does), embedding_bag with autograd's own backward (what rd_interp used
+    until this benchmark showed it slower here), and rd_interp's decoder (model._decode: embedding_bag
+    forward, W_dec's gradient as one CSR product over the latent-sorted pattern; the pattern's sort is done
+    once outside the timing, since in training the encoder's backward needs it anyway)."""
     import torch
     import torch.nn.functional as F
 
-    from rd_interp.sae.model import _Pattern
-
-    csr = _CSRDecode.make()
+    from rd_interp.sae.model import _decode, _Pattern
 
     g = torch.Generator().manual_seed(0)
     W = torch.randn(n, d, generator=g).requires_grad_()
@@ -274,11 +244,9 @@ def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict
         return torch.autograd.grad((F.embedding_bag(idx, W, per_sample_weights=vals, mode="sum") * up).sum(), (vals, W))
 
     pat = _Pattern(idx, n)
-    offsets = torch.arange(0, B * k, k)
-    bag = torch.arange(B).repeat_interleave(k)
 
     def csr_bwd():
-        return torch.autograd.grad((csr.apply(vals, W, pat, offsets, bag) * up).sum(), (vals, W))
+        return torch.autograd.grad((_decode(idx, vals, W, pat) * up).sum(), (vals, W))
 
     ref = dense()
     out = {}

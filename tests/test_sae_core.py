@@ -340,9 +340,10 @@ def test_one_split_for_pipeline_cli_and_eval(tiny_store):
     assert rec["n_heldout_proteins"] == h2.size == round(0.1 * store.n_proteins)
 
 
-@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
-def test_sparse_backward_equals_dense_autograd(arch):
-    """The CSR backward passes (encoder gather, embedding_bag decoder) give autograd's dense gradients."""
+@pytest.mark.parametrize("arch,aux", [("topk", False), ("batchtopk", False), ("topk", True)])
+def test_sparse_backward_equals_dense_autograd(arch, aux):
+    """The sparse backward passes (encoder gather, decoder gradient through the step's pattern, AuxK on the
+    dead latents) give autograd's dense gradients."""
     import torch.nn.functional as F
 
     sae = SparseAutoencoder(SAEConfig(arch, d_in=16, n_latents=64, k=4), seed=1).double()
@@ -351,7 +352,10 @@ def test_sparse_backward_equals_dense_autograd(arch):
     with torch.no_grad():  # non-zero biases, so b_dec's path through the encoder counts
         sae.b_dec.copy_(0.3 * torch.randn(16, dtype=torch.float64, generator=g))
         sae.b_enc.copy_(0.1 * torch.randn(64, dtype=torch.float64, generator=g))
-    sae.train_forward(x)["loss"].backward()
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::3] = True  # 22 dead latents, AuxK ranks 6 of them per row
+    out = sae.train_forward(x, dead_mask=dead if aux else None, k_aux=6 if aux else 0)
+    (out["loss"] + out["aux"]).backward()
     ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad()
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
@@ -362,7 +366,16 @@ def test_sparse_backward_equals_dense_autograd(arch):
         keep = torch.zeros(pre.numel(), dtype=torch.bool)
         keep[F.relu(pre).detach().reshape(-1).topk(32 * 4).indices] = True
         z = F.relu(pre) * keep.view_as(pre)
-    ((z @ sae.W_dec + sae.b_dec - x).pow(2).sum(1).mean() / 16).backward()
+    x_hat = z @ sae.W_dec + sae.b_dec
+    loss = (x_hat - x).pow(2).sum(1).mean() / 16
+    if aux:
+        dead_idx = torch.nonzero(dead).squeeze(1)
+        aidx = dead_idx[pre.detach()[:, dead_idx].topk(6, dim=1).indices]
+        za = torch.zeros_like(pre).scatter(1, aidx, F.relu(pre.gather(1, aidx)))
+        e = (x - x_hat).detach()
+        loss = loss + (za @ sae.W_dec - e).pow(2).sum(1).mean() / (e - e.mean(0)).pow(2).sum(1).mean()
+        assert float(out["aux"].detach()) > 0
+    loss.backward()
     for name, p in sae.named_parameters():
         torch.testing.assert_close(ours[name], p.grad, rtol=1e-9, atol=1e-12)
 

@@ -175,7 +175,10 @@ class Pipeline:
                 chains[i] = fn(*args, enrichers=self._enrichers, cached_only=True, runner=self._run)
             except NotCached:
                 pass
-        pending = [i for i, c in enumerate(chains) if c is None]
+        # Longest first (the probe, then units that train an SAE, then the untrained-SAE control, which only
+        # encodes and enriches), so that the last job to start is a short one and no worker idles long at
+        # the end; results still come back in job order.
+        pending = sorted((i for i, c in enumerate(chains) if c is None), key=lambda i: _expected_cost(jobs[i]))
         n = resolve_workers(self.cfg.workers, self.device, len(pending))
         self.workers = n
         if n > 1:
@@ -247,6 +250,15 @@ class Pipeline:
             "control.untrained": Space("control.untrained", f"{large}[untrained SAE]", embeds[-1], None,
                                        untrained=True),
         }}
+
+
+def _expected_cost(job: tuple[Callable, tuple]) -> int:
+    """Rank of a chain's expected duration, longest first (see Pipeline._jobs)."""
+    fn, args = job
+    if fn is probe_chain:
+        return 0
+    space = args[2]
+    return 2 if getattr(space, "untrained", False) else 1
 
 
 class NotCached(Exception):

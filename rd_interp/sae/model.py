@@ -6,9 +6,9 @@ global scale giving E||x'||^2 = d) lives inside the module so callers always pas
 embeddings have a few dimensions with huge means that otherwise dominate the loss and kill latents.
 
 Cost: on CPU the dense encoder matmul (and the top-k over its output) is the only unavoidable
-O(B*d*n) term. Decoding uses `embedding_bag` over the k active latents (O(B*k*d)) with autograd's
-backward, the encoder's backward pass only touches the selected pre-activations (`_GatherPre`, CSR
-product), and AuxK ranks only the dead latents' columns, so a training step costs ~one dense matmul
+O(B*d*n) term. Decoding uses `embedding_bag` over the k active latents (O(B*k*d)), the backward passes of
+encoder and decoder weights are CSR products over one latent-sorted pattern of the step (`_GatherPre`,
+`_DecoderGrad`), and AuxK ranks only the dead latents' columns, so a training step costs ~one dense matmul
 instead of the ~five a dense implementation needs.
 """
 
@@ -109,9 +109,8 @@ class _Pattern:
 
     The encoder's weight gradient has the form S^T @ x with S [B, n_latents] holding B*m non-zeros; with
     the pattern sorted by latent this is one CSR x dense product (O(B*m*d)) instead of the dense
-    [B, n] x [B, d] product autograd through top-k would do. (The decoder uses embedding_bag with
-    autograd's own backward: measured faster than this CSR product for it at 480 and 1,280 dims,
-    analyses/bench_sae.py.)
+    [B, n] x [B, d] product autograd through top-k would do. The decoder's weight gradient is the same kind
+    of product (S^T @ grad_x_hat) and reuses the pattern (_DecoderGrad).
     """
 
     def __init__(self, idx: torch.Tensor, n: int):
@@ -164,6 +163,34 @@ class _GatherPre(torch.autograd.Function):
         g_W = pat.st_mm(grad, xc).t().contiguous() if ctx.needs_input_grad[2] else None
         g_dec = -(W_enc @ g_bias) if ctx.needs_input_grad[4] else None
         return None, None, g_W, g_bias, g_dec, None, None
+
+
+class _DecoderGrad(torch.autograd.Function):
+    """Identity on the decoded batch x_hat = S @ W_dec (computed by embedding_bag from a DETACHED W_dec);
+    routes W_dec's gradient S^T @ grad through the step's latent-sorted pattern (one CSR product).
+
+    Why: embedding_bag's own weight backward sorts the B*k indices again on every step (sort + dense
+    index_add, a fifth of a CPU step at 160 x 512), while the pattern is already sorted for the encoder's
+    backward. The gradient of the active values still comes from embedding_bag (per_sample_weights).
+    """
+
+    @staticmethod
+    def forward(ctx, x_hat, W_dec, vals, pattern):
+        ctx.save_for_backward(vals)
+        ctx.pattern = pattern
+        return x_hat.view_as(x_hat)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (vals,) = ctx.saved_tensors
+        g_W = ctx.pattern.st_mm(vals, grad.contiguous()) if ctx.needs_input_grad[1] else None
+        return grad, g_W, None, None
+
+
+def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
+    """sum_j vals[b, j] * W_dec[idx[b, j]] with autograd to vals and W_dec (see _DecoderGrad)."""
+    x_hat = F.embedding_bag(idx, W_dec.detach(), per_sample_weights=vals, mode="sum")
+    return _DecoderGrad.apply(x_hat, W_dec, vals.detach(), pattern)
 
 
 def _dense_pre(xc: torch.Tensor, W_enc: torch.Tensor, bias: torch.Tensor,
@@ -391,7 +418,7 @@ class SparseAutoencoder(nn.Module):
         vals = F.relu(_GatherPre.apply(pre_d, xc, self.W_enc, self.b_enc, self.b_dec, idx, pat))
         if valid is not None:
             vals = vals * valid
-        x_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec
+        x_hat = _decode(idx, vals, self.W_dec, pat) + self.b_dec
         active = vals.detach() > 0
         fired = torch.zeros(n, dtype=torch.bool, device=xp.device)
         fired[idx[active]] = True
@@ -414,7 +441,7 @@ class SparseAutoencoder(nn.Module):
                 apat = _Pattern(aidx, n)
                 avals = F.relu(_GatherPre.apply(pre_d, xc, self.W_enc, self.b_enc, self.b_dec, aidx, apat))
                 e = (xp - x_hat).detach()
-                e_hat = F.embedding_bag(aidx, self.W_dec, per_sample_weights=avals, mode="sum")
+                e_hat = _decode(aidx, avals, self.W_dec, apat)
                 # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
                 if group_sum is None:
                     denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)

@@ -7,8 +7,8 @@ the dense encoder product it follows, and the largest single cost of training an
 is bounded first: the maxima of `g` interleaved groups of the row (g >= 2k, a power of two; group j holds
 columns j, j + g, j + 2g, ..., so the pass is plain vector max), and the largest group maximum that at
 least k group maxima reach is a threshold that at least k entries reach. Only the few entries at or above
-it (typically under 2k) are ranked. Measured 3.6x torch.topk at k = 20 of 512 and 2.2x at k = 32 of
-4,096 (1 thread; analyses/bench_sae.py times it in its step floor).
+it (typically under 2k) are ranked. Measured 2.7x torch.topk at k = 20 of 512 and 2.1x at k = 32 of
+4,096 (1 thread; analyses/bench_sae.py times both in its step floor, README).
 
 Why ascending order: torch.topk(sorted=False) returns the k entries in an order it does not specify (an
 artefact of nth_element), and the decoder's sum over the active latents follows that order, so results
@@ -75,7 +75,9 @@ if numba is not None:
 
     @njit(cache=True, nogil=True)
     def _topk_kernel(pre, k, ng, idx_out, val_out):  # pragma: no cover - compiled
+        """Rows of `pre` into idx_out/val_out; returns how many rows hold NaN (their output is not valid)."""
         B, n = pre.shape
+        n_nan = 0
         nfull = n // ng
         gm = np.empty(ng, np.float32)
         reach = np.empty(ng, np.int64)
@@ -103,11 +105,16 @@ if numba is not None:
                 if reach[g] >= k:
                     thr = max(thr, gm[g])
             c = 0  # candidates, in index order (branch-free append)
+            nan = False
             for j in range(n):
                 v = row[j]
                 cv[c] = v
                 ci[c] = j
                 c += v >= thr
+                nan |= v != v
+            if nan:
+                n_nan += 1
+                continue
             vi, vv = idx_out[b], val_out[b]
             if c == k:
                 for j in range(k):
@@ -142,6 +149,7 @@ if numba is not None:
                         vi[o] = ci[j]
                         vv[o] = v
                         o += 1
+        return n_nan
 
 
 def _uses_kernel(pre: torch.Tensor, k: int) -> bool:
@@ -149,31 +157,30 @@ def _uses_kernel(pre: torch.Tensor, k: int) -> bool:
             and 1 <= k <= _MAX_GROUPS // 2 and 2 * k < pre.shape[1] and pre.shape[0] > 0)
 
 
-def _run_kernel(x: np.ndarray, k: int, idx: np.ndarray, val: np.ndarray) -> None:
-    """Row slices on as many threads as torch may use (the kernel releases the GIL). Python threads, not
-    numba's parallel layer: its OpenMP pool beside torch's aborted processes at exit under torchrun."""
+def _run_kernel(x: np.ndarray, k: int, idx: np.ndarray, val: np.ndarray) -> bool:
+    """Row slices on as many threads as torch may use (the kernel releases the GIL); False if a row holds NaN.
+    Python threads, not numba's parallel layer: its OpenMP pool beside torch's aborted processes at exit
+    under torchrun."""
     global _pool
     ng = _groups(k, x.shape[1])
     threads = max(1, min(torch.get_num_threads(), x.shape[0] // _MIN_ROWS_PER_THREAD))
     if threads == 1:
-        _topk_kernel(x, k, ng, idx, val)
-        return
+        return _topk_kernel(x, k, ng, idx, val) == 0
     if _pool is None or _pool[0] < threads:
         _pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="rd_interp-topk"))
     cuts = np.linspace(0, x.shape[0], threads + 1).astype(np.int64)
     jobs = [_pool[1].submit(_topk_kernel, x[a:b], k, ng, idx[a:b], val[a:b]) for a, b in pairwise(cuts)]
-    for j in jobs:
-        j.result()
+    return sum(j.result() for j in jobs) == 0
 
 
 def topk_ascending(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(values [B, k], indices [B, k] int64) of each row's k largest entries, indices ascending per row."""
-    if _uses_kernel(pre, k) and not bool(torch.isnan(pre).any()):
+    if _uses_kernel(pre, k):
         x = pre.detach().contiguous().numpy()
         idx = np.empty((x.shape[0], k), dtype=np.int64)
         val = np.empty((x.shape[0], k), dtype=np.float32)
-        _run_kernel(x, int(k), idx, val)
-        return torch.from_numpy(val), torch.from_numpy(idx)
+        if _run_kernel(x, int(k), idx, val):
+            return torch.from_numpy(val), torch.from_numpy(idx)
     vals, idx = pre.topk(k, dim=1, sorted=False)
     idx, perm = idx.sort(dim=1)
     return vals.gather(1, perm), idx

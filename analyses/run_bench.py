@@ -75,6 +75,9 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                             f"{b['deviation_from_fp32']['min_cosine']:.5f}"])
         return out
     if name == "sae":
+        fl = r["step_floor_ms"]
+        topk = (f"; top-k of a batch {fl['topk_ours_ms']:.1f} ms (torch.topk {fl['topk_torch_ms']:.1f} ms)"
+                if "topk_ours_ms" in fl else "")
         t = r["tools"]
         ours = t["ours"]
         peers = "; ".join(f"{md(k)} {_f(v['vectors_per_s'])} /s, FVU {v['fvu']:.3f}" for k, v in t.items() if k != "ours")
@@ -83,7 +86,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{_f(ours['vectors_per_s'])} vectors/s, FVU {ours['fvu']:.3f} "
                  f"({r['step_floor_fraction']:.0%} of step floor)", peers,
                  f"{_f(r['speedup_vs_fastest_peer'], '.2f')}x vs {md(r['fastest_peer'])}",
-                 f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.1e')}"]]
+                 f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.1e')}" + topk]]
     if name == "distill":
         return [[f"reverse distillation fit, {r['stream_rows'][0]:,} x (320 -> 480)", cmd,
                  f"{r['ours_fit_s']:.1f} s, {r['ours_peak_rss_gb']:.1f} GB peak",

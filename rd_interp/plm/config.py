@@ -23,8 +23,9 @@ class EmbedConfig:
     weights_dir: str = opt("", "folder of ESM-2 .pt files, checked before the torch hub cache ('' = none)",
                            key=False)
     autocast: Literal["auto", "none", "bf16", "fp16"] = opt(
-        "auto", "mixed precision: auto = bf16 on CUDA where supported, fp32 on CPU; bf16 = bf16 on CPU too (several "
-                "times faster on CPUs with AMX / AVX-512 BF16, deviates from fp32: README); none = fp32")
+        "auto", "mixed precision: auto = bf16 on CUDA where supported, fp32 on CPU; bf16 = bf16 on CPU "
+                "too (several times faster on CPUs with AMX / AVX-512 BF16, deviates from fp32: README); "
+                "none = fp32")
     shard_rows: int = opt(1 << 20, "residues per store shard file")
     fast: bool = opt(True, "fused-attention forward (equal to fair-esm's within float rounding, faster)")
 

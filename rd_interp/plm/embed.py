@@ -3,8 +3,8 @@
 Why it is fast: proteins are sorted by length and packed into batches up to a token budget (little
 padding), the forward pass stops at the requested layer, skips the LM head, uses fused
 scaled-dot-product attention (plm/fast.py) with fair-esm's own weights and modules, runs under
-``torch.inference_mode`` and bf16/fp16 autocast on CUDA (bf16 on CPU when asked for). Residue rows are sliced out per
-protein with tensor ops (BOS/EOS/padding dropped), never per residue in Python.
+``torch.inference_mode`` and bf16/fp16 autocast on CUDA (bf16 on CPU when asked for). Residue rows are
+sliced out per protein with tensor ops (BOS/EOS/padding dropped), never per residue in Python.
 
 Why it is safe: shards are committed atomically by the StoreWriter; a rerun skips committed proteins
 and, because the order of proteins is a pure function of the FASTA file, appends the rest in the same

@@ -111,7 +111,7 @@ if numba is not None:
                 cv[c] = v
                 ci[c] = j
                 c += v >= thr
-                nan |= v != v
+                nan |= np.isnan(v)
             if nan:
                 n_nan += 1
                 continue
@@ -159,8 +159,8 @@ def _uses_kernel(pre: torch.Tensor, k: int) -> bool:
 
 def _run_kernel(x: np.ndarray, k: int, idx: np.ndarray, val: np.ndarray) -> bool:
     """Row slices on as many threads as torch may use (the kernel releases the GIL); False if a row holds NaN.
-    Python threads, not numba's parallel layer: its OpenMP pool beside torch's aborted processes at exit
-    under torchrun."""
+    Python threads rather than numba's parallel layer: no second OpenMP runtime in the process beside torch's,
+    and one thread budget (torch's) to set."""
     global _pool
     ng = _groups(k, x.shape[1])
     threads = max(1, min(torch.get_num_threads(), x.shape[0] // _MIN_ROWS_PER_THREAD))

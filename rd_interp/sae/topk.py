@@ -14,8 +14,11 @@ Why ascending order: torch.topk(sorted=False) returns the k entries in an order 
 artefact of nth_element), and the decoder's sum over the active latents follows that order, so results
 depended on it in the last bits. Ascending latent index is one order on every machine and thread count.
 
-Ties at the threshold go to the lower index. Rows holding NaN, tensors that are not float32 on the CPU,
-and k outside the kernel's range use torch.topk (NaN ranks highest there), then the same ascending order.
+Compiled once per source version by numba (about a second) and cached beside this module, like its .pyc
+files (numba's own files, written and read by this process, never downloaded); later processes load it in
+a fraction of a second. Ties at the threshold go to the lower index. Rows holding NaN, tensors that are
+not float32 on the CPU, and k outside the kernel's range use torch.topk (NaN ranks highest there), then the
+same ascending order.
 """
 
 from __future__ import annotations

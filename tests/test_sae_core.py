@@ -216,6 +216,12 @@ def test_bad_inputs(planted_sae, tmp_path):
     bad[100, 3] = np.inf
     with pytest.raises(ValueError, match=r"row 100 contains Inf"):
         planted_sae.encode(bad)
+    bad[100, 3], bad[7, :3] = X[100, 3], [np.inf, -np.inf, 1.0]  # opposite infinities: the row sum is NaN
+    with pytest.raises(ValueError, match=r"row 7 contains Inf"):
+        planted_sae.encode(bad)
+    huge = X.copy()
+    huge[5, :4] = 3e38  # finite, but the row sum overflows: the screen must not call it bad
+    assert planted_sae.check_input(huge).shape == huge.shape
     save_sae(planted_sae, tmp_path / "s")
     loaded = load_sae(tmp_path / "s")
     with pytest.raises(ValueError, match=r"dimension 48 but this SAE expects d_in=64"):

@@ -53,6 +53,9 @@ def test_rows_with_nan_and_other_dtypes_use_torch_with_the_same_contract():
     g = torch.Generator().manual_seed(1)
     pre = torch.randn(30, 128, generator=g)
     pre[3, 10] = float("nan")
+    pre[4] = float("nan")  # a row of NaN: the kernel's selection must still end (the row is then redone)
+    pre[5, ::3] = float("nan")
+    assert topk_mod._uses_kernel(pre, 4)
     vals, idx = topk_ascending(pre, 4)
     assert 10 in idx[3].tolist()  # torch ranks NaN highest
     assert bool((idx.diff(dim=1) > 0).all())

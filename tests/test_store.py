@@ -216,3 +216,21 @@ def test_appends_are_linear(tmp_path):
 
     small, large = cost(2000), cost(16000)
     assert large / small < 16, (small, large)  # linear: ~8x; the old quadratic check gave ~60x
+
+
+def test_pooled_blocks_columns_and_empty_proteins(tmp_path):
+    """Mean and max pooling over several row blocks, a column selection and a protein without residues (NaN),
+    against float64 numpy."""
+    prots = _proteins(12, seed=4)
+    prots.insert(5, ("EMPTY", np.zeros((0, DIM), dtype=np.float32)))
+    st = _write(tmp_path / "s", prots, dtype="float32")
+    cols = slice(1, 5)
+    for chunk in (7, 1 << 18):
+        mean = st.pooled("mean", columns=cols, chunk_rows=chunk)
+        mx = st.pooled("max", chunk_rows=chunk)
+        for r, (_, x) in enumerate(prots):
+            if len(x) == 0:
+                assert np.isnan(mean[r]).all() and np.isnan(mx[r]).all()
+                continue
+            np.testing.assert_allclose(mean[r], x[:, cols].astype(np.float64).mean(0), rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(mx[r], x.max(0))

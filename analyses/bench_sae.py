@@ -9,8 +9,8 @@ Reported: training throughput (vectors/s of the whole fit) and held-out FVU of e
 with one formula from each tool's reconstructions; ours and sparsify are run twice in alternation
 (ours, sparsify, SAELens..., ours, sparsify) and the median is used. Also measured in the same run: the
 per-step floor (dense encoder matmul + top-k on one batch, by the faster of torch.topk and our kernel,
-which our training uses), and the decoder forward+backward with
-embedding_bag autograd vs our decoder's CSR backward at 480 and 1,280 dims.
+which our training uses), and the decoder forward+backward with embedding_bag autograd vs our decoder's
+CSR backward at 480 and 1,280 dims.
 
 What differs between the tools (by design of each, not by our settings):
 - sparsify: its `SparseCoder` and `fused_encoder` (encoder init = nn.Linear default, decoder = normalised

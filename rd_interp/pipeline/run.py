@@ -257,8 +257,8 @@ def _expected_cost(job: tuple[Callable, tuple]) -> int:
     fn, args = job
     if fn is probe_chain:
         return 0
-    space = args[2]
-    return 2 if getattr(space, "untrained", False) else 1
+    space: Space = args[2]  # unit_chain(root, cfg, space, seed, ...)
+    return 2 if space.untrained else 1
 
 
 class NotCached(Exception):

@@ -29,6 +29,7 @@ from itertools import pairwise
 
 import numpy as np
 import torch
+from numba import njit
 
 __all__ = ["topk_ascending"]
 
@@ -36,12 +37,6 @@ _MAX_GROUPS = 128  # k <= 64 on the kernel (beyond, the candidate set outgrows i
 _MIN_ROWS_PER_THREAD = 256  # below this a row slice is not worth a thread
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool), grown on demand
-
-try:
-    import numba
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; without it torch.topk does the work
-    numba = None
 
 
 def _groups(k: int, n: int) -> int:
@@ -51,105 +46,101 @@ def _groups(k: int, n: int) -> int:
     return min(g, n)
 
 
-if numba is not None:
-
-    @njit(cache=True, nogil=True)
-    def _kth_largest(a, m, k, tmp):  # pragma: no cover - compiled
-        """The k-th largest (1-based) of a[:m]; reorders a[:m], uses tmp[:m]. Quickselect whose partition
-        steps count and compact without branches on the data (a branchy partition mispredicts on every
-        other element and cost 2.6x more at 64 values). Every step drops the pivot, so it ends; with NaN
-        in a[:m] (which no comparison keeps) it may end early with a meaningless value, and the caller
-        discards such rows."""
-        while True:
-            p = a[m >> 1]
-            gt = 0
-            eq = 0
+@njit(cache=True, nogil=True)
+def _kth_largest(a, m, k, tmp):  # pragma: no cover - compiled
+    """The k-th largest (1-based) of a[:m]; reorders a[:m], uses tmp[:m]. Quickselect whose partition
+    steps count and compact without branches on the data (a branchy partition mispredicts on every
+    other element and cost 2.6x more at 64 values). Every step drops the pivot, so it ends; with NaN
+    in a[:m] (which no comparison keeps) it may end early with a meaningless value, and the caller
+    discards such rows."""
+    while True:
+        p = a[m >> 1]
+        gt = 0
+        eq = 0
+        for i in range(m):
+            gt += a[i] > p
+            eq += a[i] == p
+        if k <= gt:  # among the values above p
+            c = 0
             for i in range(m):
-                gt += a[i] > p
-                eq += a[i] == p
-            if k <= gt:  # among the values above p
-                c = 0
-                for i in range(m):
-                    v = a[i]
-                    tmp[c] = v
-                    c += v > p
-            elif k <= gt + eq:
-                return p
-            else:  # among the values below p
-                c = 0
-                for i in range(m):
-                    v = a[i]
-                    tmp[c] = v
-                    c += v < p
-                k -= gt + eq
-            if c == 0:  # only with NaN present
-                return p
-            for i in range(c):
-                a[i] = tmp[i]
-            m = c
+                v = a[i]
+                tmp[c] = v
+                c += v > p
+        elif k <= gt + eq:
+            return p
+        else:  # among the values below p
+            c = 0
+            for i in range(m):
+                v = a[i]
+                tmp[c] = v
+                c += v < p
+            k -= gt + eq
+        if c == 0:  # only with NaN present
+            return p
+        for i in range(c):
+            a[i] = tmp[i]
+        m = c
 
-    @njit(cache=True, nogil=True)
-    def _topk_kernel(pre, k, ng, idx_out, val_out):  # pragma: no cover - compiled
-        """Rows of `pre` into idx_out/val_out; returns how many rows hold NaN (their output is not valid)."""
-        B, n = pre.shape
-        n_nan = 0
-        nfull = n // ng
-        gm = np.empty(ng, np.float32)
-        cv = np.empty(n + 1, np.float32)
-        ci = np.empty(n + 1, np.int64)
-        scratch = np.empty(n, np.float32)
-        tmp = np.empty(n, np.float32)
-        for b in range(B):
-            row = pre[b]
-            for g in range(ng):  # interleaved group maxima: vector max over row blocks of ng
-                gm[g] = row[g]
-            for blk in range(1, nfull):
-                base = blk * ng
-                for g in range(ng):
-                    gm[g] = max(gm[g], row[base + g])
-            for j in range(nfull * ng, n):
-                gm[j - nfull * ng] = max(gm[j - nfull * ng], row[j])
+@njit(cache=True, nogil=True)
+def _topk_kernel(pre, k, ng, idx_out, val_out):  # pragma: no cover - compiled
+    """Rows of `pre` into idx_out/val_out; returns how many rows hold NaN (their output is not valid)."""
+    B, n = pre.shape
+    n_nan = 0
+    nfull = n // ng
+    gm = np.empty(ng, np.float32)
+    cv = np.empty(n + 1, np.float32)
+    ci = np.empty(n + 1, np.int64)
+    scratch = np.empty(n, np.float32)
+    tmp = np.empty(n, np.float32)
+    for b in range(B):
+        row = pre[b]
+        for g in range(ng):  # interleaved group maxima: vector max over row blocks of ng
+            gm[g] = row[g]
+        for blk in range(1, nfull):
+            base = blk * ng
             for g in range(ng):
-                scratch[g] = gm[g]
-            thr = _kth_largest(scratch, ng, k, tmp)  # >= k group maxima, so >= k entries, reach it
-            c = 0  # candidates, in index order (branch-free append)
-            nan = False
-            for j in range(n):
-                v = row[j]
-                cv[c] = v
-                ci[c] = j
-                c += v >= thr
-                nan |= np.isnan(v)
-            if nan:
-                n_nan += 1
-                continue
-            vi, vv = idx_out[b], val_out[b]
-            if c == k:
-                for j in range(k):
-                    vi[j] = ci[j]
-                    vv[j] = cv[j]
-            else:  # the k-th largest candidate, then the candidates above it and the first ties, in order
-                for j in range(c):
-                    scratch[j] = cv[j]
-                t = _kth_largest(scratch, c, k, tmp)
-                above = 0
-                for j in range(c):
-                    above += cv[j] > t
-                ties = k - above
-                o = 0
-                for j in range(c):
-                    v = cv[j]
-                    if v > t or (v == t and ties > 0):
-                        if v == t:
-                            ties -= 1
-                        vi[o] = ci[j]
-                        vv[o] = v
-                        o += 1
-        return n_nan
+                gm[g] = max(gm[g], row[base + g])
+        for j in range(nfull * ng, n):
+            gm[j - nfull * ng] = max(gm[j - nfull * ng], row[j])
+        thr = _kth_largest(gm, ng, k, tmp)  # >= k group maxima, so >= k entries, reach it (reorders gm)
+        c = 0  # candidates, in index order (branch-free append)
+        nan = False
+        for j in range(n):
+            v = row[j]
+            cv[c] = v
+            ci[c] = j
+            c += v >= thr
+            nan |= np.isnan(v)
+        if nan:
+            n_nan += 1
+            continue
+        vi, vv = idx_out[b], val_out[b]
+        if c == k:
+            for j in range(k):
+                vi[j] = ci[j]
+                vv[j] = cv[j]
+        else:  # the k-th largest candidate, then the candidates above it and the first ties, in order
+            for j in range(c):
+                scratch[j] = cv[j]
+            t = _kth_largest(scratch, c, k, tmp)
+            above = 0
+            for j in range(c):
+                above += cv[j] > t
+            ties = k - above
+            o = 0
+            for j in range(c):
+                v = cv[j]
+                if v > t or (v == t and ties > 0):
+                    if v == t:
+                        ties -= 1
+                    vi[o] = ci[j]
+                    vv[o] = v
+                    o += 1
+    return n_nan
 
 
 def _uses_kernel(pre: torch.Tensor, k: int) -> bool:
-    return (numba is not None and pre.device.type == "cpu" and pre.dtype == torch.float32 and pre.ndim == 2
+    return (pre.device.type == "cpu" and pre.dtype == torch.float32 and pre.ndim == 2
             and 1 <= k <= _MAX_GROUPS // 2 and 2 * k < pre.shape[1] and pre.shape[0] > 0)
 
 

@@ -208,6 +208,19 @@ def test_worker_count_does_not_change_results(finished_run, tmp_path, caplog):
     _same(before, after)
 
 
+def test_atlas_built_in_the_run_workers_equals_one_built_here(finished_run, tmp_path):
+    """The fixture's run built its atlas entries in its worker processes (Pipeline keeps them for the report);
+    building them here, one after the other, gives the same bytes."""
+    from rd_interp.report.atlas_run import ATLAS, write_run_atlas
+
+    cfg, pipe = finished_run
+    assert pipe.workers == 2
+    enrich = [m for name, m in pipe.stages.items() if name.startswith("enrich-")]
+    here = tmp_path / ATLAS
+    write_run_atlas(enrich, here, title=f"{cfg.report.title}: latent atlas", top_k=cfg.report.atlas_top_proteins)
+    assert here.read_bytes() == (pipe.root / "report" / ATLAS).read_bytes()
+
+
 def test_changing_an_enrich_option_reruns_only_enrichment(finished_run, tmp_path):
     from rd_interp.pipeline.run import run_pipeline
 

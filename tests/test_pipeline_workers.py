@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from rd_interp.io.serialize import ConfigError
-from rd_interp.pipeline.workers import MAX_AUTO_WORKERS, resolve_workers, run_jobs
+from rd_interp.pipeline.workers import MAX_AUTO_WORKERS, WorkerPool, resolve_workers, run_jobs
 
 
 def _job(x: int) -> tuple[int, int]:
@@ -24,6 +24,23 @@ def test_run_jobs_returns_results_in_order_and_forwards_logs(caplog):
     assert [r for r, _ in out] == [0, 2, 4]
     assert {t for _, t in out} == {1}  # each worker keeps to its thread budget
     assert all(f"job {i} ran" in caplog.text for i in range(3))
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_worker_pool_keeps_its_processes_across_batches():
+    """A run's pool serves the stage chains and then the atlas entries: the same warmed-up processes."""
+    import os
+
+    with WorkerPool(2, threads=1, warm=_pid) as pool:
+        first = set(pool.map(_pid, [()] * 6))
+        assert [r for r, _ in pool.map(_job, [(i,) for i in range(3)])] == [0, 2, 4]
+        second = set(pool.map(_pid, [()] * 6))
+    assert len(first | second) <= 2 and os.getpid() not in first | second
 
 
 def test_run_jobs_raises_the_failing_jobs_own_error():

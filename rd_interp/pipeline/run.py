@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rd_interp.config import RunConfig
 from rd_interp.data import run as data_stage
 from rd_interp.data.config import ANALYSIS
@@ -27,12 +29,13 @@ from rd_interp.enrich import run as enrich_stage
 from rd_interp.io.atomic import read_json, write_json, write_text
 from rd_interp.io.manifest import Manifest
 from rd_interp.pipeline.cache import Stage, plan, run_stage
-from rd_interp.pipeline.workers import resolve_workers, run_jobs
+from rd_interp.pipeline.workers import WorkerPool, resolve_workers
 from rd_interp.plm import run as embed_stage
 from rd_interp.plm.cards import member_card
 from rd_interp.probe import run as probe_stage
 from rd_interp.report import run as report_stage
 from rd_interp.sae import run as sae_stage
+from rd_interp.sae import topk as sae_topk
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,11 @@ class Pipeline:
         self.workers = 1  # worker processes the last batch of independent chains used (see _jobs)
         self.stages: dict[str, Manifest] = {}
         self._enrichers: dict = {}
+        self._pool: WorkerPool | None = None  # worker processes of this run (see _jobs), kept for the report
+
+    def _worker_count(self) -> int:
+        cfg = self.cfg
+        return resolve_workers(cfg.workers, self.device, len(cfg.sae.spaces) * len(cfg.sae.seeds) + int(cfg.probe.enabled))
 
     def _run(self, stage: Stage, fn) -> Manifest:
         m = run_stage(stage, fn, force=stage.kind in self.force, no_recompute=self.no_recompute)
@@ -84,6 +92,14 @@ class Pipeline:
     def run(self, until: str = "report") -> dict[str, Manifest]:
         if until not in STAGES:
             raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
+        try:
+            return self._run_all(until)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def _run_all(self, until: str) -> dict[str, Manifest]:
         cfg = self.cfg
         t_start = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -92,8 +108,12 @@ class Pipeline:
         write_text(meta / "config.toml", cfg.to_toml())
 
         inputs = data_stage.inputs_of(cfg.data)
-        data = self._run(plan(self.root, "data", "data", cfg.data, inputs, {"seed": cfg.seed}),
-                         lambda d: data_stage.run(inputs, cfg.data, d, seed=cfg.seed))
+        data_plan = plan(self.root, "data", "data", cfg.data, inputs, {"seed": cfg.seed})
+        n = self._worker_count()
+        if not data_plan.done and until not in ("data", "embed", "distill") and n > 1:
+            # A new run: its worker processes start now, in the background of this process's first stages.
+            self._pool = WorkerPool(n, warm=_warm_up)
+        data = self._run(data_plan, lambda d: data_stage.run(inputs, cfg.data, d, seed=cfg.seed))
         if until == "data":
             return self._finish(meta)
 
@@ -155,7 +175,8 @@ class Pipeline:
             extra["family"] = cards
         report = report_stage.run({"enrich": enriched}, cfg.report, self.root / "report", seed=cfg.seed,
                                   config=config, device=self.device, run_info=run_info, extra=extra,
-                                  command="rd-interp run (config in provenance)")
+                                  command="rd-interp run (config in provenance)",
+                                  map_jobs=self._pool.map if self._pool is not None else None)
         self.timings["report"] = round(time.perf_counter() - t0, 3)
         self.stages["report"] = report
         # whole-run wall time including the report (run_info.json is written before the report is done)
@@ -180,9 +201,11 @@ class Pipeline:
         # the end; results still come back in job order.
         pending = sorted((i for i, c in enumerate(chains) if c is None), key=lambda i: _expected_cost(jobs[i]))
         n = resolve_workers(self.cfg.workers, self.device, len(pending))
-        self.workers = n
-        if n > 1:
-            for i, c in zip(pending, run_jobs(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending], n)):
+        if n > 1 and self._pool is None:
+            self._pool = WorkerPool(n)
+        self.workers = self._pool.workers if self._pool is not None and pending else n
+        if self._pool is not None and pending:
+            for i, c in zip(pending, self._pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
                 chains[i] = c
         else:
             for i in pending:
@@ -321,6 +344,12 @@ def unit_chain(root: Path, cfg: RunConfig, space: Space, seed: int, data: Manife
 
 #: a worker process's GO term matrices, kept across the units it runs (built once per analysis set)
 _WORKER_ENRICHERS: dict = {}
+
+
+def _warm_up() -> None:
+    """A new worker's first job (WorkerPool warm): finding this function imports every stage module; this loads
+    the compiled top-k kernel too."""
+    sae_topk.topk_ascending(torch.zeros(1, 2), 1)
 
 
 def _in_worker(fn: Callable, *args) -> list[tuple[str, Manifest]]:

@@ -35,7 +35,7 @@ from rd_interp.io.serialize import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_AUTO_WORKERS", "THREAD_VARS", "resolve_workers", "run_jobs"]
+__all__ = ["MAX_AUTO_WORKERS", "THREAD_VARS", "WorkerPool", "resolve_workers", "run_jobs"]
 
 #: Environment variables that size the OpenMP and BLAS thread pools of a process when they start.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -71,40 +71,80 @@ def _init_worker(threads: int, level: int, queue: Any) -> None:
     root.setLevel(level)
 
 
-def run_jobs(fn: Callable[..., Any], jobs: Iterable[tuple], workers: int, threads: int | None = None) -> list[Any]:
-    """fn(*job) for every job, in `workers` spawned processes; the results in job order.
+class WorkerPool:
+    """`workers` spawned processes kept for a whole run: the stage chains and then the report's atlas entries
+    go to the same processes, so each worker starts, imports and reads the ontology once.
 
-    `fn` must be a module-level function (it is sent by name). The first failure cancels the jobs not yet
-    started and is raised here with its own type and message (a ValueError naming the bad file stays one)."""
-    jobs = list(jobs)
-    threads = threads or max(1, torch.get_num_threads() // max(workers, 1))
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    root = logging.getLogger()
-    listener = logging.handlers.QueueListener(queue, *root.handlers, respect_handler_level=True)
-    listener.start()
-    log.info("running %d jobs in %d worker processes x %d threads", len(jobs), workers, threads)
-    saved = {v: os.environ.get(v) for v in THREAD_VARS}
-    os.environ.update({v: str(threads) for v in THREAD_VARS})  # inherited by the workers as they spawn
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(threads, root.getEffectiveLevel(), queue))
-    try:
-        futures = [pool.submit(fn, *job) for job in jobs]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:  # the first failure in job order, if any
-            if f.done() and not f.cancelled() and f.exception() is not None:
-                raise f.exception()
-        return [f.result() for f in futures]
-    except BaseException:  # a failure or Ctrl-C: stop the jobs still running (no public API does that)
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
-        listener.stop()
-        queue.close()
+    `warm`: a module-level function each worker runs at once (its module is imported to find it), so that the
+    workers start and import while the parent still runs its own stages instead of when the first chain comes."""
+
+    def __init__(self, workers: int, threads: int | None = None, *, warm: Callable[[], Any] | None = None):
+        self.workers = int(workers)
+        self.threads = threads or max(1, torch.get_num_threads() // max(self.workers, 1))
+        ctx = multiprocessing.get_context("spawn")
+        self._queue = ctx.Queue()
+        root = logging.getLogger()
+        self._listener = logging.handlers.QueueListener(self._queue, *root.handlers, respect_handler_level=True)
+        self._listener.start()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(self.threads, root.getEffectiveLevel(), self._queue))
+        if warm is not None:
+            self._submit_all(warm, [()] * self.workers)
+
+    def _submit_all(self, fn: Callable[..., Any], jobs: list[tuple]) -> list:
+        """Submit while the thread budget is in the environment: a process the executor spawns for a
+        submission inherits it (THREAD_VARS)."""
+        saved = {v: os.environ.get(v) for v in THREAD_VARS}
+        os.environ.update({v: str(self.threads) for v in THREAD_VARS})
+        try:
+            return [self._pool.submit(fn, *job) for job in jobs]
+        finally:
+            for v, old in saved.items():
+                if old is None:
+                    os.environ.pop(v, None)
+                else:
+                    os.environ[v] = old
+
+    def map(self, fn: Callable[..., Any], jobs: Iterable[tuple]) -> list[Any]:
+        """fn(*job) for every job, in the workers; the results in job order.
+
+        `fn` must be a module-level function (it is sent by name). The first failure cancels the jobs not yet
+        started and is raised here with its own type and message (a ValueError naming the bad file stays one);
+        the pool is then closed."""
+        jobs = list(jobs)
+        log.info("running %d jobs in %d worker processes x %d threads", len(jobs), self.workers, self.threads)
+        try:
+            futures = self._submit_all(fn, jobs)
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for f in futures:  # the first failure in job order, if any
+                if f.done() and not f.cancelled() and f.exception() is not None:
+                    raise f.exception()
+            return [f.result() for f in futures]
+        except BaseException:
+            self.close(terminate=True)
+            raise
+
+    def close(self, terminate: bool = False) -> None:
+        """Stop the workers (`terminate`: without waiting for the jobs still running; no public API does
+        that). Idempotent."""
+        if self._pool is None:
+            return
+        if terminate:
+            for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+        self._listener.stop()
+        self._queue.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(terminate=exc[0] is not None)
+
+
+def run_jobs(fn: Callable[..., Any], jobs: Iterable[tuple], workers: int, threads: int | None = None) -> list[Any]:
+    """fn(*job) for every job, in `workers` spawned processes started for them (see WorkerPool.map)."""
+    with WorkerPool(workers, threads) as pool:
+        return pool.map(fn, jobs)

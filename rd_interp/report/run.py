@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rd_interp.io.manifest import Manifest, claim_dir, write_manifest
@@ -19,15 +21,26 @@ OUTPUTS = ("report.html", "report.md", "summary.json", "run_info.json", "figures
 
 def run(inputs: dict, cfg: ReportConfig, out_dir: str | Path, *, seed: int = 0, config: dict | None = None,
         device: str | None = None, run_info: dict | None = None,
-        command: str = "rd-interp report (from stage folders)", extra: dict | None = None) -> Manifest:
-    """Render the report of inputs["enrich"] (enrich-stage manifests, spaces in report order)."""
+        command: str = "rd-interp report (from stage folders)", extra: dict | None = None,
+        map_jobs: Callable[[Callable, list[tuple]], list] | None = None) -> Manifest:
+    """Render the report of inputs["enrich"] (enrich-stage manifests, spaces in report order).
+
+    `map_jobs(fn, jobs)`: a run's worker pool (WorkerPool.map); given, the atlas's per-SAE entries are built
+    in the workers while this process renders the report (a thread here only waits for them)."""
     t0 = time.perf_counter()
     enrich = list(inputs["enrich"])
     summary = build_summary(enrich, cfg, seed=seed, config=config, device=device, command=command, extra=extra)
     d = claim_dir(out_dir, STAGE, OUTPUTS)
-    paths = render(summary, d, figures=cfg.figures, run_info=run_info)
+    atlas_args = (enrich, d / ATLAS)
+    atlas_kw = {"title": f"{cfg.title}: latent atlas", "top_k": cfg.atlas_top_proteins, "map_jobs": map_jobs}
+    with ThreadPoolExecutor(max_workers=1) as side:
+        atlas = side.submit(write_run_atlas, *atlas_args, **atlas_kw) if cfg.atlas and map_jobs else None
+        paths = render(summary, d, figures=cfg.figures, run_info=run_info)
+        if atlas is not None:
+            atlas.result()
+        elif cfg.atlas:
+            write_run_atlas(*atlas_args, **atlas_kw)
     if cfg.atlas:
-        write_run_atlas(enrich, d / ATLAS, title=f"{cfg.title}: latent atlas", top_k=cfg.atlas_top_proteins)
         paths[ATLAS] = d / ATLAS
     return write_manifest(d, stage=STAGE, config=key_dict(cfg), inputs={"enrich": enrich}, outputs=sorted(paths),
                           params={"seed": seed},

@@ -70,6 +70,38 @@ def test_gz_cache_is_verified_and_repaired(tmp_path, monkeypatch):
     assert Ontology.load(gz) is o2  # cached per process
 
 
+def test_scan_of_a_cache_copy_is_kept_and_checked(tmp_path, monkeypatch):
+    """The line-numbered checks run once per cached copy; later loads read their record, which counts only
+    for the bytes it was made from."""
+    import json
+
+    monkeypatch.setenv("RD_INTERP_CACHE", str(tmp_path / "cache"))
+    gz = tmp_path / "mini.obo.gz"
+    gz.write_bytes(gzip.compress(MINI_OBO.read_bytes()))
+    go_mod._LOADED.clear()
+    o = Ontology.load(gz)
+    memo = o.path.with_name(o.path.name + ".scan.json")
+    rec = json.loads(memo.read_text())
+    assert rec["n_terms"] == len(o) and rec["data_version"] == o.release == "releases/mini-1"
+    assert sorted(rec["obsolete"]) == o.obsolete_ids()
+
+    def reload():
+        go_mod._LOADED.clear()
+        return Ontology.load(gz)
+
+    scans = []
+    real_scan = go_mod._scan_obo
+    monkeypatch.setattr(go_mod, "_scan_obo", lambda *a: scans.append(a) or real_scan(*a))
+    o2 = reload()
+    assert scans == [] and o2.resolve_detail("GO:0000007") == ("GO:0000002", "replaced_by")
+    memo.write_text(json.dumps({**rec, "sha256": "0" * 64}))  # a record of other bytes: scanned again
+    reload()
+    assert len(scans) == 1 and json.loads(memo.read_text()) == rec
+    memo.write_text("{not json")  # damaged: scanned again and rewritten
+    reload()
+    assert len(scans) == 2 and json.loads(memo.read_text()) == rec
+
+
 def test_plain_path_used_directly(tmp_path):
     p = tmp_path / "copy.obo"
     shutil.copy(MINI_OBO, p)

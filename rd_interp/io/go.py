@@ -20,10 +20,10 @@ import re
 import tempfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rd_interp.io.atomic import atomic_path, sha256_file
+from rd_interp.io.atomic import atomic_path, read_json, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,32 @@ def _plain_obo(path: Path) -> Path:
     raise OSError(f"{path}: cannot decompress into any cache directory (set RD_INTERP_CACHE)")
 
 
+#: format of the scan record kept beside a cached plain copy (bump when _Scan changes)
+SCAN_FORMAT = 1
+
+
+def _scan_cached(plain: Path, label: str) -> _Scan:
+    """_scan_obo of a cache copy made by _plain_obo, itself kept beside the copy as JSON keyed by the copy's
+    verified sha256: the scan's checks passed on exactly these bytes, so every later process (each worker of a
+    run) reads the record (ms) instead of scanning again (~1.2 s for the shipped GO release)."""
+    digest = plain.with_name(plain.name + ".sha256").read_text(encoding="ascii", errors="replace").strip()
+    memo = plain.with_name(plain.name + ".scan.json")
+    try:
+        rec = read_json(memo)
+        if rec.get("format") == SCAN_FORMAT and rec.get("sha256") == digest:
+            return _Scan(rec["data_version"], int(rec["n_terms"]),
+                         {k: _Obsolete(**v) for k, v in rec["obsolete"].items()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or not ours: scan again
+    scan = _scan_obo(plain, label)
+    try:
+        write_json(memo, {"format": SCAN_FORMAT, "sha256": digest, "data_version": scan.data_version,
+                          "n_terms": scan.n_terms, "obsolete": {k: asdict(v) for k, v in scan.obsolete.items()}})
+    except OSError as exc:  # a read-only cache still works, it only scans every time
+        log.debug("cannot keep the OBO scan %s: %s", memo, exc)
+    return scan
+
+
 _LOADED: dict[tuple, Ontology] = {}
 
 
@@ -241,7 +267,7 @@ class Ontology:
         with open(src, "rb") as fh:
             gz = fh.read(2) == b"\x1f\x8b"
         plain = _plain_obo(src) if gz else src
-        scan = _scan_obo(plain, str(src))
+        scan = _scan_cached(plain, str(src)) if gz else _scan_obo(plain, str(src))
         from goatools.obo_parser import GODag
 
         with contextlib.redirect_stdout(io.StringIO()), _goatools_reads_utf8():

@@ -44,6 +44,7 @@ from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
 from rd_interp.sae.io import read_checkpoint
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
+from rd_interp.sae.optim import Adam
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +269,8 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         sae.pre_scale.fill_(scale)
         # b_dec starts at the data mean in pre-processed space, which is 0 by construction (SAE init).
     sae.to(dev)
-    # fused: one pass per parameter instead of ~10 elementwise kernels (CPU and CUDA).
-    opt = torch.optim.Adam(sae.parameters(), lr=res["lr"], betas=(0.9, 0.999), eps=cfg.adam_eps, fused=True)
+    # torch.optim.Adam(fused=True)'s update (one pass per parameter), without torch.optim (see sae/optim.py)
+    adam = Adam(sae.parameters(), betas=(0.9, 0.999), eps=cfg.adam_eps)
     since_fired = torch.zeros(sae_cfg.n_latents, dtype=torch.long, device=dev)
     start = 0
     source_info = {"name": source.name, "store": str(source.store.path) if source.store is not None else None,
@@ -285,7 +286,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
             raise ValueError(f"{ckpt_path}: checkpoint belongs to a different data/config; use another "
                              "checkpoint directory or delete it")
         sae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        adam.load_state_dict(state["optimizer"])
         since_fired = state["since_fired"].to(dev)
         start = int(state["step"])
         log.info("resuming %s from step %d/%d", ckpt_path, start, n_steps)
@@ -314,9 +315,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
                                 pre_out=pre_buf)
         loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
-        for g in opt.param_groups:
-            g["lr"] = _lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction)
-        opt.zero_grad(set_to_none=True)
+        adam.zero_grad()
         loss.backward()
         if world.distributed:
             _average_gradients(sae, world.size)
@@ -325,7 +324,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
             sae.remove_parallel_decoder_grad()
         if cfg.grad_clip and cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-        opt.step()
+        adam.step(_lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction))
         if constrained:
             sae.normalize_decoder()
         with torch.no_grad():
@@ -336,9 +335,10 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
             since_fired[fired] = 0
         done_vectors += n_global
         if bar is not None or step == end - 1:
-            with torch.no_grad():
-                sst = (xp - xp.mean(0)).pow(2).sum()
-                fvu = float(out["sq_err"] / sst.clamp_min(1e-30))
+            with torch.no_grad():  # float64 sums: a float32 sum's last bit depends on how threads split it
+                x64 = xp.double()
+                sst = (x64 - x64.mean(0)).pow(2).sum()
+                fvu = float((x64 - out["x_hat"].double()).pow(2).sum() / sst.clamp_min(1e-30))
             run_fvu = fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * fvu
             l0 = float(out["l0"])
             run_l0 = l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * l0
@@ -350,7 +350,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
                                     l0=f"{run_l0:.1f}",
                                     dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
         if ckpt_path is not None and world.is_main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
-            _save_checkpoint(ckpt_path, sae, opt, since_fired, step + 1, fingerprint)
+            _save_checkpoint(ckpt_path, sae, adam, since_fired, step + 1, fingerprint)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -445,8 +445,8 @@ def calibrate_threshold(sae: SparseAutoencoder, source: DataSource, order: Batch
     return float(np.mean(vals))
 
 
-def _save_checkpoint(path: Path, sae, opt, since_fired, step, fingerprint) -> None:
-    state = {"model": sae.state_dict(), "optimizer": opt.state_dict(), "since_fired": since_fired.cpu(),
+def _save_checkpoint(path: Path, sae, adam: Adam, since_fired, step, fingerprint) -> None:
+    state = {"model": sae.state_dict(), "optimizer": adam.state_dict(), "since_fired": since_fired.cpu(),
              "step": int(step), "fingerprint": fingerprint,
              "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:

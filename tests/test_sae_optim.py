@@ -1,0 +1,74 @@
+"""rd_interp.sae.optim.Adam against torch.optim.Adam(fused=True): the same parameters bit for bit, step by step
+(learning rate changing every step, a parameter without a gradient in some steps), and optimiser states that
+load into each other."""
+
+import torch
+
+from rd_interp.sae.optim import Adam
+
+
+def _params(seed: int) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(*shape, generator=g)) for shape in ((7, 5), (5,), (3, 7))]
+
+
+def _grads(params, step: int) -> None:
+    g = torch.Generator().manual_seed(100 + step)
+    for i, p in enumerate(params):
+        # parameter 2 has no gradient on every third step: its state must not advance then
+        p.grad = None if (i == 2 and step % 3 == 1) else torch.randn(p.shape, generator=g) * (1 + step)
+
+
+def _lr(step: int) -> float:
+    return 1e-2 * (1 + step) / 7
+
+
+def test_adam_equals_torch_fused_adam_bit_for_bit():
+    ours, ref = _params(0), _params(0)
+    adam = Adam(ours, eps=6.25e-10)
+    torch_adam = torch.optim.Adam(ref, lr=1.0, eps=6.25e-10, fused=True)
+    for step in range(9):
+        _grads(ours, step), _grads(ref, step)
+        adam.step(_lr(step))
+        for group in torch_adam.param_groups:
+            group["lr"] = _lr(step)
+        torch_adam.step()
+        for a, b in zip(ours, ref):
+            assert torch.equal(a, b), step
+        adam.zero_grad()
+        assert all(p.grad is None for p in ours)
+    assert float(adam.state[2]["step"]) == float(torch_adam.state[ref[2]]["step"]) == 6.0
+
+
+def test_states_load_into_each_other():
+    ours, ref = _params(1), _params(1)
+    adam = Adam(ours, eps=1e-8)
+    torch_adam = torch.optim.Adam(ref, lr=1.0, eps=1e-8, fused=True)
+    for step in range(4):
+        _grads(ours, step), _grads(ref, step)
+        adam.step(_lr(step))
+        for group in torch_adam.param_groups:
+            group["lr"] = _lr(step)
+        torch_adam.step()
+    # continue each from the other's state: still equal
+    ours2, ref2 = [torch.nn.Parameter(p.detach().clone()) for p in ours], [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    resumed = Adam(ours2, eps=1e-8)
+    resumed.load_state_dict(torch_adam.state_dict())
+    torch_resumed = torch.optim.Adam(ref2, lr=1.0, eps=1e-8, fused=True)
+    torch_resumed.load_state_dict(adam.state_dict())
+    for step in range(4, 7):
+        _grads(ours2, step), _grads(ref2, step)
+        resumed.step(_lr(step))
+        for group in torch_resumed.param_groups:
+            group["lr"] = _lr(step)
+        torch_resumed.step()
+        for a, b in zip(ours2, ref2):
+            assert torch.equal(a, b), step
+
+
+def test_a_state_of_other_parameters_is_refused():
+    import pytest
+
+    adam = Adam(_params(2))
+    with pytest.raises(ValueError, match="3 in 1"):
+        adam.load_state_dict({"state": {}, "param_groups": [{"params": [0, 1]}]})

@@ -386,6 +386,31 @@ def test_sparse_backward_equals_dense_autograd(arch, aux):
         torch.testing.assert_close(ours[name], p.grad, rtol=1e-9, atol=1e-12)
 
 
+def test_latent_sorted_product_kernel_equals_torch_csr():
+    """The CPU kernel of the gradient products (sae/spmm.py) gives torch's sparse-CSR product bit for bit, the
+    dense product to float rounding, zero rows for latents that never fire, and the same bits on 2 threads."""
+    from rd_interp.sae.model import _Pattern
+
+    g = torch.Generator().manual_seed(4)
+    B, n, k, d = 700, 300, 5, 24
+    idx = torch.stack([torch.randperm(n - 40, generator=g)[:k] for _ in range(B)]).sort(1).values
+    vals, Y = torch.randn(B, k, generator=g), torch.randn(B, d, generator=g)
+    pat = _Pattern(idx, n)
+    ours = pat.st_mm(vals, Y)
+    S = torch.sparse_csr_tensor(pat.crow, pat.rows_sorted, vals.reshape(-1)[pat.order], size=(n, B),
+                                check_invariants=True)
+    assert torch.equal(ours, S @ Y)
+    dense = torch.zeros(B, n, dtype=torch.float64).scatter(1, idx, vals.double())
+    torch.testing.assert_close(ours.double(), dense.t() @ Y.double(), rtol=1e-5, atol=1e-5)
+    assert not ours[n - 40:].any()
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(pat.st_mm(vals, Y), ours)
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_top_strips_rank_ties_by_row_and_skip_silent_proteins():
     """TopStrips keeps the atlas's ranking over a stream of blocks: score descending, lower row first on a
     tie, never a protein with score 0; each kept pair holds exactly its own residue triples."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +27,7 @@ from torch import nn
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
+from rd_interp.sae.spmm import latent_sorted_product
 from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
@@ -132,11 +132,7 @@ class _Pattern:
 
     def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d]."""
-        v = values.reshape(-1)[self.order].to(Y.dtype)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            S = torch.sparse_csr_tensor(self.crow, self.rows_sorted, v, size=self.shape, check_invariants=False)
-        return S @ Y
+        return latent_sorted_product(self.crow, self.rows_sorted, self.order, values, Y, self.shape)
 
 
 class _GatherPre(torch.autograd.Function):

@@ -24,19 +24,16 @@ same ascending order.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
-
 import numpy as np
 import torch
 from numba import njit
+
+from rd_interp.sae.slices import map_slices
 
 __all__ = ["topk_ascending"]
 
 _MAX_GROUPS = 128  # k <= 64 on the kernel (beyond, the candidate set outgrows its cache-friendly size)
 _MIN_ROWS_PER_THREAD = 256  # below this a row slice is not worth a thread
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool), grown on demand
 
 
 def _groups(k: int, n: int) -> int:
@@ -145,19 +142,10 @@ def _uses_kernel(pre: torch.Tensor, k: int) -> bool:
 
 
 def _run_kernel(x: np.ndarray, k: int, idx: np.ndarray, val: np.ndarray) -> bool:
-    """Row slices on as many threads as torch may use (the kernel releases the GIL); False if a row holds NaN.
-    Python threads rather than numba's parallel layer: no second OpenMP runtime in the process beside torch's,
-    and one thread budget (torch's) to set."""
-    global _pool
+    """Row slices on as many threads as torch may use (sae/slices.py); False if a row holds NaN."""
     ng = _groups(k, x.shape[1])
-    threads = max(1, min(torch.get_num_threads(), x.shape[0] // _MIN_ROWS_PER_THREAD))
-    if threads == 1:
-        return _topk_kernel(x, k, ng, idx, val) == 0
-    if _pool is None or _pool[0] < threads:
-        _pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="rd_interp-topk"))
-    cuts = np.linspace(0, x.shape[0], threads + 1).astype(np.int64)
-    jobs = [_pool[1].submit(_topk_kernel, x[a:b], k, ng, idx[a:b], val[a:b]) for a, b in pairwise(cuts)]
-    return sum(j.result() for j in jobs) == 0
+    return sum(map_slices(lambda a, b: _topk_kernel(x[a:b], k, ng, idx[a:b], val[a:b]), x.shape[0],
+                          _MIN_ROWS_PER_THREAD)) == 0
 
 
 def topk_ascending(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -161,3 +161,23 @@ def test_duplicate_stored_entries_are_canonicalised_at_the_boundary():
         # a protein stored 3x does not pass min_proteins = 3 on its own
         solo = sps.coo_matrix((np.ones(3), (np.array([4, 4, 4]), np.zeros(3, int))), shape=(5, 1))
         assert study_sets(solo, StudySetConfig(min_proteins=3))[1].skipped.tolist() == [0]
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_study_counts_equal_scipys_product_array_for_array(fmt):
+    """rd_interp.enrich.counts.sparse_product: scipy's A @ B, the same entries in the same order within each
+    row and the same dtypes, from a start size that forces the output to grow; other dtypes go to scipy."""
+    from rd_interp.enrich.counts import sparse_product
+
+    rng = np.random.default_rng(5)
+    A = sp.random(300, 200, density=0.05, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 3, n))
+    A = A.astype(np.int32)
+    B = sp.random(200, 90, density=0.08, format=fmt, random_state=2, data_rvs=lambda n: rng.integers(1, 4, n))
+    B = B.astype(np.int32)
+    A.data[::7] = 0  # stored zeros contribute nothing, as in scipy
+    ref, ours = (A @ B).tocsr(), sparse_product(A, B)
+    for key in ("indptr", "indices", "data"):
+        a, b = getattr(ref, key), getattr(ours, key)
+        assert a.dtype == b.dtype and np.array_equal(a, b), key
+    f = sparse_product(A.astype(np.float64), B)
+    assert f.dtype == np.float64 and (f != ref).nnz == 0

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from rd_interp.enrich.activations import StudySetConfig, StudySetInfo, study_sets
 from rd_interp.enrich.config import EnrichConfig
+from rd_interp.enrich.counts import sparse_product
 from rd_interp.enrich.fisher import TableMemo, bh, bh_with_ones, fisher_pvalues, greater_lower_bounds, maybe_below
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.enrich.termmatrix import NS_CODE, TermMatrix
@@ -125,7 +126,7 @@ class GOEnricher:
             self._memos[key] = TableMemo()
         return self._memos[key]
 
-    def _test(self, S: sp.csc_matrix, rows: str):
+    def _test(self, S: sp.spmatrix, rows: str):
         """The statistics: (cols, study_n [n_ns, n_latents], tested latents per ns, tests per ns).
 
         cols: lat, term (column within its namespace block), k, n, p, p_adj (BH per latent per namespace)
@@ -137,7 +138,7 @@ class GOEnricher:
         """
         cfg = self.cfg
         n_lat = S.shape[1]
-        C = self._matrix_t @ S                                            # [n_cols, n_latents] study counts
+        C = sparse_product(self._matrix_t, S)                             # [n_cols, n_latents] study counts
         study_n = np.asarray((self._pop_t @ S).todense()).astype(np.int64)  # [n_ns, n_latents]
         if rows == "captured":
             return self._test_captured(C, study_n)
@@ -310,7 +311,7 @@ class GOEnricher:
         out = []
         for perm in perms:
             inv = np.argsort(np.asarray(perm))
-            cols, *_ = self._test(S[inv].tocsc(), "captured")
+            cols, *_ = self._test(S[inv], "captured")  # rows permuted in CSR, as sparse_product reads it
             out.append(self.capture_counts(cols))
         return out
 

@@ -271,14 +271,17 @@ class EmbeddingStore:
         starts = np.repeat(self.offsets[idx] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
         return starts + np.arange(int(lens.sum()), dtype=np.int64)
 
-    def pooled(self, how: str = "mean", columns: Any = None, chunk_rows: int = 1 << 18) -> np.ndarray:
+    def pooled(self, how: str = "mean", columns: Any = None, chunk_rows: int | None = None) -> np.ndarray:
         """Per-protein pooled vectors [n_proteins, dim] float32 (mean accumulated in float64, or max; NaN for a
         protein without residues). Segment reductions in torch, each protein summed in row order by one thread:
-        6x numpy's reduceat with its float16 -> float64 conversion, with the same sums."""
+        6x numpy's reduceat with its float16 -> float64 conversion, with the same sums. Blocks of whole proteins
+        of about `chunk_rows` rows (default: a 16 MiB float64 block, which malloc reuses from block to block;
+        a larger one is mapped and page-faulted in afresh each time, 2x the whole pass at mini-L)."""
         if how not in ("mean", "max"):
             raise ValueError(f"pooling must be 'mean' or 'max', got {how!r}")
         cols = _check_columns(columns, self.dim)
         width = self.dim if cols is None else (len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols))
+        chunk_rows = chunk_rows or max(1, (16 << 20) // (8 * max(width, 1)))
         out = np.empty((self.n_proteins, width), dtype=np.float32)
         for i, j, lo, hi in self.protein_blocks(chunk_rows):
             lengths = torch.from_numpy(np.asarray(self.lengths[i:j], dtype=np.int64))

@@ -224,7 +224,8 @@ def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict
     (what autograd through topk does), embedding_bag with autograd's own backward (what rd_interp used
     until this benchmark showed it slower here), and rd_interp's decoder (model._decode: embedding_bag
     forward, W_dec's gradient as one CSR product over the latent-sorted pattern; the pattern's sort is done
-    once outside the timing, since in training the encoder's backward needs it anyway)."""
+    once outside the timing, since in training the encoder's backward needs it anyway); and that gradient
+    product alone, by torch's sparse-CSR product and by rd_interp.sae.spmm's kernel."""
     import torch
     import torch.nn.functional as F
 
@@ -253,11 +254,24 @@ def decoder_microbench(B: int, n: int, d: int, k: int, repeats: int = 3) -> dict
     for name, fn in (("dense_scatter_matmul", dense), ("embedding_bag_autograd", ebag), ("csr_backward", csr_bwd)):
         res = fn()
         assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(res, ref)), name
-        t = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        out[name] = (time.perf_counter() - t) / repeats * 1000
+        out[name] = _ms(fn, repeats)
+    # W_dec's gradient product alone (S^T up): torch's sparse-CSR product vs our kernel (rd_interp.sae.spmm)
+    v = vals.detach()
+    S = torch.sparse_csr_tensor(pat.crow, pat.rows_sorted, v.reshape(-1)[pat.order], size=(n, B),
+                                check_invariants=True)
+    assert torch.equal(S @ up, pat.st_mm(v, up))  # the same sums in the same order
+    out["grad_product_torch_csr"] = _ms(lambda: torch.sparse_csr_tensor(
+        pat.crow, pat.rows_sorted, v.reshape(-1)[pat.order], size=(n, B), check_invariants=False) @ up, repeats)
+    out["grad_product_ours"] = _ms(lambda: pat.st_mm(v, up), repeats)
     return out
+
+
+def _ms(fn, repeats: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t) / repeats * 1000
 
 
 def run_peer(python: str, script: str, pargs: dict, threads: int) -> dict:

@@ -23,11 +23,9 @@ def _lr(step: int) -> float:
     return 1e-2 * (1 + step) / 7
 
 
-def test_adam_equals_torch_fused_adam_bit_for_bit():
-    ours, ref = _params(0), _params(0)
-    adam = Adam(ours, eps=6.25e-10)
-    torch_adam = torch.optim.Adam(ref, lr=1.0, eps=6.25e-10, fused=True)
-    for step in range(9):
+def _step_both(ours, ref, adam: Adam, torch_adam: torch.optim.Adam, steps: range) -> None:
+    """The same gradients and learning rates to both; the parameters must stay equal bit for bit."""
+    for step in steps:
         _grads(ours, step), _grads(ref, step)
         adam.step(_lr(step))
         for group in torch_adam.param_groups:
@@ -35,35 +33,29 @@ def test_adam_equals_torch_fused_adam_bit_for_bit():
         torch_adam.step()
         for a, b in zip(ours, ref):
             assert torch.equal(a, b), step
-        adam.zero_grad()
-        assert all(p.grad is None for p in ours)
+
+
+def test_adam_equals_torch_fused_adam_bit_for_bit():
+    ours, ref = _params(0), _params(0)
+    adam = Adam(ours, eps=6.25e-10)
+    torch_adam = torch.optim.Adam(ref, lr=1.0, eps=6.25e-10, fused=True)
+    _step_both(ours, ref, adam, torch_adam, range(9))
     assert float(adam.state[2]["step"]) == float(torch_adam.state[ref[2]]["step"]) == 6.0
+    adam.zero_grad()
+    assert all(p.grad is None for p in ours)
 
 
 def test_states_load_into_each_other():
     ours, ref = _params(1), _params(1)
-    adam = Adam(ours, eps=1e-8)
-    torch_adam = torch.optim.Adam(ref, lr=1.0, eps=1e-8, fused=True)
-    for step in range(4):
-        _grads(ours, step), _grads(ref, step)
-        adam.step(_lr(step))
-        for group in torch_adam.param_groups:
-            group["lr"] = _lr(step)
-        torch_adam.step()
+    adam, torch_adam = Adam(ours, eps=1e-8), torch.optim.Adam(ref, lr=1.0, eps=1e-8, fused=True)
+    _step_both(ours, ref, adam, torch_adam, range(4))
     # continue each from the other's state: still equal
-    ours2, ref2 = [torch.nn.Parameter(p.detach().clone()) for p in ours], [torch.nn.Parameter(p.detach().clone()) for p in ref]
-    resumed = Adam(ours2, eps=1e-8)
+    ours2 = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    ref2 = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    resumed, torch_resumed = Adam(ours2, eps=1e-8), torch.optim.Adam(ref2, lr=1.0, eps=1e-8, fused=True)
     resumed.load_state_dict(torch_adam.state_dict())
-    torch_resumed = torch.optim.Adam(ref2, lr=1.0, eps=1e-8, fused=True)
     torch_resumed.load_state_dict(adam.state_dict())
-    for step in range(4, 7):
-        _grads(ours2, step), _grads(ref2, step)
-        resumed.step(_lr(step))
-        for group in torch_resumed.param_groups:
-            group["lr"] = _lr(step)
-        torch_resumed.step()
-        for a, b in zip(ours2, ref2):
-            assert torch.equal(a, b), step
+    _step_both(ours2, ref2, resumed, torch_resumed, range(4, 7))
 
 
 def test_a_state_of_other_parameters_is_refused():

@@ -11,6 +11,7 @@ Run metadata (the normalised config, the stage index) goes to OUT/.rd_interp/, n
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,9 +95,9 @@ class Pipeline:
             raise ValueError(f"unknown stage {until!r}; one of {STAGES}")
         try:
             return self._run_all(until)
-        finally:
+        finally:  # on a failure or Ctrl-C, the workers stop at once (their stages resume on the next run)
             if self._pool is not None:
-                self._pool.close()
+                self._pool.close(terminate=sys.exc_info()[0] is not None)
                 self._pool = None
 
     def _run_all(self, until: str) -> dict[str, Manifest]:

@@ -63,14 +63,10 @@ def _product(Ap, Aj, Ax, Bp, Bj, Bx, n_col, cap):  # pragma: no cover - compiled
 
 
 def sparse_product(A: sp.csr_matrix, B: sp.spmatrix) -> sp.csr_matrix:
-    """A @ B for integer matrices, equal to scipy's result array for array (int32 values and indices where
-    they fit, as scipy chooses); other dtypes go to scipy."""
+    """A @ B for int32 matrices, equal to scipy's result array for array (scipy's constructor picks the index
+    dtype from the contents, as its product does); other dtypes go to scipy."""
     B = B.tocsr()
     if A.dtype != np.int32 or B.dtype != np.int32 or A.shape[1] != B.shape[0]:
         return (A @ B).tocsr()
-    if A.nnz and B.nnz and max(A.indptr[-1], B.indptr[-1]) >= np.iinfo(np.int32).max:
-        return (A @ B).tocsr()  # beyond int32 indices: scipy's int64 path
     Cp, Cj, Cx = _product(A.indptr, A.indices, A.data, B.indptr, B.indices, B.data, B.shape[1], A.nnz)
-    if Cp[-1] >= np.iinfo(np.int32).max:
-        return (A @ B).tocsr()
-    return sp.csr_matrix((Cx, Cj, Cp.astype(np.int32)), shape=(A.shape[0], B.shape[1]))
+    return sp.csr_matrix((Cx, Cj, Cp), shape=(A.shape[0], B.shape[1]))

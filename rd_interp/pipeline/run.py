@@ -204,9 +204,10 @@ class Pipeline:
         n = resolve_workers(self.cfg.workers, self.device, len(pending))
         if n > 1 and self._pool is None:
             self._pool = WorkerPool(n)
-        self.workers = self._pool.workers if self._pool is not None and pending else n
-        if self._pool is not None and pending:
-            for i, c in zip(pending, self._pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
+        pool = self._pool if pending else None  # a run's warm pool serves even a single pending chain
+        self.workers = pool.workers if pool is not None else n
+        if pool is not None:
+            for i, c in zip(pending, pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
                 chains[i] = c
         else:
             for i in pending:
@@ -350,7 +351,7 @@ _WORKER_ENRICHERS: dict = {}
 def _warm_up() -> None:
     """A new worker's first job (WorkerPool warm): finding this function imports every stage module; this loads
     the compiled top-k kernel too."""
-    sae_topk.topk_ascending(torch.zeros(1, 2), 1)
+    sae_topk.topk_ascending(torch.zeros(1, 4), 1)  # 2k < n: the kernel, not the torch.topk path
 
 
 def _in_worker(fn: Callable, *args) -> list[tuple[str, Manifest]]:

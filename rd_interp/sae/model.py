@@ -381,8 +381,7 @@ class SparseAutoencoder(nn.Module):
         the AuxK normaliser (the residual's variance) is then that of the global batch.
 
         Returned keys: loss, mse (per-vector mean of squared error / d), aux (AuxK term or 0),
-        l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active), sq_err
-        (the batch's summed squared error, detached).
+        l1 (ReLU only), x_hat, fired (bool [n] latents active in this batch), l0 (mean active).
         """
         arch = self.cfg.architecture
         d, n, k = self.d_in, self.n_latents, self.cfg.k
@@ -397,8 +396,7 @@ class SparseAutoencoder(nn.Module):
             l1 = (z * norms).sum(1).mean() / d
             fired = (z > 0).any(0)
             return {"loss": mse + self.cfg.l1_coeff * l1, "mse": mse, "aux": mse.new_zeros(()), "l1": l1,
-                    "x_hat": x_hat.detach(), "fired": fired, "l0": (z > 0).sum(1).float().mean(),
-                    "sq_err": sq.detach()}
+                    "x_hat": x_hat.detach(), "fired": fired, "l0": (z > 0).sum(1).float().mean()}
         with torch.no_grad():
             xc = xp - self.b_dec
             if autocast and xp.is_cuda:
@@ -454,7 +452,7 @@ class SparseAutoencoder(nn.Module):
                     var = (mom[-2] - mom[:-2].pow(2).sum() / n_all) / n_all
                     denom = var.to(e.dtype).clamp_min(1e-12)
                 aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)
-        out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0, sq_err=sq.detach())
+        out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0)
         return out
 
     # -- decoder norm constraint ------------------------------------------------------------------

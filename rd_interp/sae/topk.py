@@ -78,6 +78,7 @@ def _kth_largest(a, m, k, tmp):  # pragma: no cover - compiled
             a[i] = tmp[i]
         m = c
 
+
 @njit(cache=True, nogil=True)
 def _topk_kernel(pre, k, ng, idx_out, val_out):  # pragma: no cover - compiled
     """Rows of `pre` into idx_out/val_out; returns how many rows hold NaN (their output is not valid)."""

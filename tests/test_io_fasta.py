@@ -1,4 +1,5 @@
 import gzip
+import re
 import subprocess
 import sys
 import textwrap
@@ -158,3 +159,60 @@ def test_non_ascii_and_tab_residues_are_located(tmp_path):
     p = _write(tmp_path, ">a desc\tmore\nMK\tV\n", name="t.fasta")
     (rec,) = read_fasta(p)
     assert (rec.id, rec.description, rec.sequence) == ("a", "desc\tmore", "MKV")
+
+
+def _reference_records(text: str) -> list[tuple[str, str, str, int]]:
+    """A plain line-by-line reading of valid FASTA text: the oracle for the block reader."""
+    out, cur = [], None
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        if line.startswith(">"):
+            cur = [*parse_header(line[1:]), [], lineno]
+            out.append(cur)
+        elif cur is not None and not line.startswith(";"):
+            cur[2].append("".join(line.split()).upper())
+    return [(i, d, "".join(s), ln) for i, d, s, ln in out]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_reader_equals_a_line_by_line_reading(tmp_path, monkeypatch, seed):
+    """Records, descriptions and header line numbers equal a plain line loop, with blocks of a few
+    records (so records meet block ends), CRLF, comments, blank lines, lowercase and UniProt headers."""
+    import random
+
+    from rd_interp.io import fasta
+
+    monkeypatch.setattr(fasta, "_BLOCK", 97)
+    rng = random.Random(seed)
+    end = "\r\n" if seed % 3 == 0 else "\n"
+    lines = [";leading comment", ""] if seed % 2 else []
+    for i in range(60):
+        head = rng.choice([f"p{i}", f"sp|P{i:05d}|N_HUMAN Name {i} OS=Homo", f"p{i} desc\twith  blanks ",
+                           f"tr|Q{i}|X", f"sp|broken{i}"])
+        lines.append(">" + head)
+        seq = "".join(rng.choices("ACDEFGHIKLMNPQRSTVWYXBUZO" + ("acd" if seed % 2 else ""), k=rng.randint(1, 150)))
+        for j in range(0, len(seq), rng.choice([10, 60, 200])):
+            lines.append(seq[j:j + 60])
+            if rng.random() < 0.1:
+                lines.append(rng.choice(["", ";comment", "  "]))
+    text = end.join(lines) + (end if seed % 4 else "")
+    p = tmp_path / "r.fasta"
+    p.write_bytes(text.encode())
+    got = [(r.id, r.description, r.sequence, r.line) for r in read_fasta(p)]
+    assert got == _reference_records(text)
+    assert all(type(r) is FastaRecord for r in read_fasta(p))
+
+
+def test_errors_late_in_a_block_are_reported_after_the_records_before_them(tmp_path, monkeypatch):
+    from rd_interp.io import fasta
+
+    monkeypatch.setattr(fasta, "_BLOCK", 1 << 16)
+    body = "".join(f">p{i}\nMKV\n" for i in range(50))
+    for bad, msg in [(">p3\nMKV\n", ":101: duplicate id 'p3' (first seen at line 7)"),
+                     (">q\nMK-V\n", ":102: invalid residue '-' at column 3 in record 'q'"),
+                     (">q\n\n", ":101: record 'q' has no sequence"),
+                     ("> q\nMKV\n", ":101: header has no id")]:
+        p = _write(tmp_path, body + bad + ">z\nMKV\n")
+        it = read_fasta(p)
+        assert [next(it).id for _ in range(50)] == [f"p{i}" for i in range(50)]
+        with pytest.raises(FastaError, match=re.escape(msg)):
+            next(it)

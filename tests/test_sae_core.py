@@ -427,3 +427,60 @@ def test_top_strips_rank_ties_by_row_and_skip_silent_proteins():
     assert a["pos"].tolist() == [0, 4, 1, 2] and a["value"].tolist() == [2.0, 0.5, 2.0, 1.5]
     with pytest.raises(ValueError, match="k must be"):
         TopStrips(0, 3)
+
+
+def test_float32_cpu_step_kernels_equal_dense_autograd():
+    """The float32 CPU path (decoder and its value gradient on sae/spmm.py's row kernels, encoder gradient
+    written transposed) gives float64 dense autograd's gradients to float32 rounding, on 1 and 2 threads
+    with the same bits."""
+    import torch.nn.functional as F
+
+    def grads(threads):
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            sae = SparseAutoencoder(SAEConfig("topk", d_in=24, n_latents=300, k=6), seed=2)
+            g = torch.Generator().manual_seed(5)
+            x = torch.randn(1100, 24, generator=g)
+            with torch.no_grad():
+                sae.b_dec.copy_(0.3 * torch.randn(24, generator=g))
+                sae.b_enc.copy_(0.1 * torch.randn(300, generator=g))
+            out = sae.train_forward(x)
+            out["loss"].backward()
+            return sae, x, {n: p.grad.clone() for n, p in sae.named_parameters()}
+        finally:
+            torch.set_num_threads(old)
+
+    sae, x, ours = grads(2)
+    assert all(torch.equal(ours[n], g) for n, g in grads(1)[2].items())
+    ref = {n: p.detach().double().requires_grad_() for n, p in sae.named_parameters()}
+    xd = x.double()
+    pre = (xd - ref["b_dec"]) @ ref["W_enc"] + ref["b_enc"]
+    idx = pre.detach().topk(6, dim=1).indices
+    z = torch.zeros_like(pre).scatter(1, idx, F.relu(pre.gather(1, idx)))
+    loss = (z @ ref["W_dec"] + ref["b_dec"] - xd).pow(2).sum(1).mean() / 24
+    loss.backward()
+    for name, p in ref.items():
+        torch.testing.assert_close(ours[name].double(), p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_sampled_rows_dot_and_transposed_product():
+    """sampled_rows_dot gives the dense (G W^T) at the pattern, with the same bits on 1 and 2 threads, and
+    the transposed S^T Y (blocks of latents, a partial last block) is the plain one's transpose bit for bit."""
+    from rd_interp.sae.model import _Pattern
+    from rd_interp.sae.spmm import sampled_rows_dot
+
+    g = torch.Generator().manual_seed(7)
+    B, n, k, d = 900, 200, 5, 33
+    idx = torch.stack([torch.randperm(n - 3, generator=g)[:k] for _ in range(B)]).sort(1).values
+    vals, W, G = torch.randn(B, k, generator=g), torch.randn(n, d, generator=g), torch.randn(B, d, generator=g)
+    ours = sampled_rows_dot(idx, G, W)
+    torch.testing.assert_close(ours.double(), (G.double() @ W.double().t()).gather(1, idx), rtol=1e-5, atol=1e-5)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert torch.equal(sampled_rows_dot(idx, G, W), ours)
+    finally:
+        torch.set_num_threads(old)
+    pat = _Pattern(idx, n - 3)  # 197 latents: the last block of 16 is partial
+    assert torch.equal(pat.st_mm(vals, G, transposed=True), pat.st_mm(vals, G).t().contiguous())

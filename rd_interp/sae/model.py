@@ -27,7 +27,7 @@ from torch import nn
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.spmm import latent_sorted_product
+from rd_interp.sae.spmm import latent_sorted_product, sampled_rows_dot, uses_row_kernels
 from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
@@ -130,9 +130,10 @@ class _Pattern:
         self.flat = flat
         self.shape = (n, B)
 
-    def st_mm(self, values: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-        """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d]."""
-        return latent_sorted_product(self.crow, self.rows_sorted, self.order, values, Y, self.shape)
+    def st_mm(self, values: torch.Tensor, Y: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
+        """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d] ([d, n] when `transposed`)."""
+        return latent_sorted_product(self.crow, self.rows_sorted, self.order, values, Y, self.shape,
+                                     transposed=transposed)
 
 
 class _GatherPre(torch.autograd.Function):
@@ -156,7 +157,7 @@ class _GatherPre(torch.autograd.Function):
         grad = grad.contiguous()
         g_bias = torch.zeros(W_enc.shape[1], dtype=grad.dtype, device=grad.device).index_add_(
             0, pat.flat, grad.reshape(-1))
-        g_W = pat.st_mm(grad, xc).t().contiguous() if ctx.needs_input_grad[2] else None
+        g_W = pat.st_mm(grad, xc, transposed=True) if ctx.needs_input_grad[2] else None
         g_dec = -(W_enc @ g_bias) if ctx.needs_input_grad[4] else None
         return None, None, g_W, g_bias, g_dec, None, None
 
@@ -183,8 +184,34 @@ class _DecoderGrad(torch.autograd.Function):
         return grad, g_W, None, None
 
 
+class _Decode(torch.autograd.Function):
+    """x_hat = S @ W_dec with S[b, idx[b, j]] = vals[b, j] (embedding_bag), with a CPU backward of our own.
+
+    Backward: W_dec's gradient S^T @ grad over the step's latent-sorted pattern, the values' gradient the
+    entries of grad @ W_dec^T at S's pattern (sae/spmm.py: embedding_bag's own per_sample_weights backward
+    cost 2-3x that kernel, and its weight backward sorts the pattern again).
+    """
+
+    @staticmethod
+    def forward(ctx, idx, vals, W_dec, pattern):
+        ctx.save_for_backward(idx, vals, W_dec)
+        ctx.pattern = pattern
+        return F.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):
+        idx, vals, W_dec = ctx.saved_tensors
+        grad = grad.contiguous()
+        g_vals = sampled_rows_dot(idx, grad, W_dec) if ctx.needs_input_grad[1] else None
+        g_W = ctx.pattern.st_mm(vals, grad) if ctx.needs_input_grad[2] else None
+        return None, g_vals, g_W, None
+
+
 def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
-    """sum_j vals[b, j] * W_dec[idx[b, j]] with autograd to vals and W_dec (see _DecoderGrad)."""
+    """sum_j vals[b, j] * W_dec[idx[b, j]] with autograd to vals and W_dec (_Decode on the CPU; elsewhere
+    embedding_bag, with W_dec's gradient through _DecoderGrad)."""
+    if vals.dtype == torch.float32 and uses_row_kernels(idx, vals, W_dec):
+        return _Decode.apply(idx, vals, W_dec, pattern)
     x_hat = F.embedding_bag(idx, W_dec.detach(), per_sample_weights=vals, mode="sum")
     return _DecoderGrad.apply(x_hat, W_dec, vals.detach(), pattern)
 

@@ -346,10 +346,11 @@ def test_one_split_for_pipeline_cli_and_eval(tiny_store):
     assert rec["n_heldout_proteins"] == h2.size == round(0.1 * store.n_proteins)
 
 
-@pytest.mark.parametrize("arch,aux", [("topk", False), ("batchtopk", False), ("topk", True)])
+@pytest.mark.parametrize("arch,aux", [("topk", 0), ("batchtopk", 0), ("topk", 6), ("topk", 16), ("topk", 30)])
 def test_sparse_backward_equals_dense_autograd(arch, aux):
     """The sparse backward passes (encoder gather, decoder gradient through the step's pattern, AuxK on the
-    dead latents) give autograd's dense gradients."""
+    dead latents: 6 of 22 on the sparse pattern, 16 of 22 and all 22 as dense products over the dead
+    columns) give autograd's dense gradients."""
     import torch.nn.functional as F
 
     sae = SparseAutoencoder(SAEConfig(arch, d_in=16, n_latents=64, k=4), seed=1).double()
@@ -360,7 +361,7 @@ def test_sparse_backward_equals_dense_autograd(arch, aux):
         sae.b_enc.copy_(0.1 * torch.randn(64, dtype=torch.float64, generator=g))
     dead = torch.zeros(64, dtype=torch.bool)
     dead[::3] = True  # 22 dead latents, AuxK ranks 6 of them per row
-    out = sae.train_forward(x, dead_mask=dead if aux else None, k_aux=6 if aux else 0)
+    out = sae.train_forward(x, dead_mask=dead if aux else None, k_aux=aux)
     (out["loss"] + out["aux"]).backward()
     ours = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad()
@@ -376,7 +377,7 @@ def test_sparse_backward_equals_dense_autograd(arch, aux):
     loss = (x_hat - x).pow(2).sum(1).mean() / 16
     if aux:
         dead_idx = torch.nonzero(dead).squeeze(1)
-        aidx = dead_idx[pre.detach()[:, dead_idx].topk(6, dim=1).indices]
+        aidx = dead_idx[pre.detach()[:, dead_idx].topk(min(aux, 22), dim=1).indices]
         za = torch.zeros_like(pre).scatter(1, aidx, F.relu(pre.gather(1, aidx)))
         e = (x - x_hat).detach()
         loss = loss + (za @ sae.W_dec - e).pow(2).sum(1).mean() / (e - e.mean(0)).pow(2).sum(1).mean()

@@ -40,6 +40,10 @@ ARCHITECTURES = ("topk", "batchtopk", "relu")
 # analyses/sweep_sae_init.py): the scale sets how fast Adam's fixed-size steps turn the encoder.
 ENCODER_INIT_NORM = 3 ** -0.5
 
+# AuxK runs as dense products over the dead latents' columns while there are at most this many times
+# k_aux of them (SparseAutoencoder._dense_aux_decode); beyond, on the sparse pattern of the k_aux selected.
+_DENSE_AUX_RATIO = 2
+
 
 @dataclass
 class SAEConfig:
@@ -459,18 +463,20 @@ class SparseAutoencoder(nn.Module):
                 # Top-ka among the dead latents only: a [B, n_dead] block instead of masking and
                 # re-ranking all n latents (when every dead latent is selected, no ranking at all).
                 dead_idx = torch.nonzero(dead_mask).squeeze(1)
-                if ka < n_dead:
-                    _, sidx = pre_d.index_select(1, dead_idx).topk(ka, dim=1, sorted=False)
-                    aidx = dead_idx[sidx]
-                else:
-                    aidx = dead_idx.expand(B, n_dead).contiguous()
-                apat = _Pattern(aidx, n)
-                avals = F.relu(_GatherPre.apply(pre_d, xc, self.W_enc, self.b_enc, self.b_dec, aidx, apat))
                 e = (xp - x_hat).detach()
-                e_hat = _decode(aidx, avals, self.W_dec, apat)
+                if n_dead <= _DENSE_AUX_RATIO * ka:
+                    # the ka largest are kept by dropping the n_dead - ka smallest (a short ranking)
+                    drop = topk_ascending(pre_d.index_select(1, dead_idx).neg_(), n_dead - ka)[1] if ka < n_dead else None
+                    e_hat = self._dense_aux_decode(xp, dead_idx, drop)
+                else:
+                    sidx = pre_d.index_select(1, dead_idx).topk(ka, dim=1, sorted=False)[1] if ka < n_dead else None
+                    aidx = dead_idx[sidx] if sidx is not None else dead_idx.expand(B, n_dead).contiguous()
+                    apat = _Pattern(aidx, n)
+                    avals = F.relu(_GatherPre.apply(pre_d, xc, self.W_enc, self.b_enc, self.b_dec, aidx, apat))
+                    e_hat = _decode(aidx, avals, self.W_dec, apat)
                 # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
                 if group_sum is None:
-                    denom = (e - e.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+                    denom = ((e - e.mean(0)).pow(2).sum() / B).clamp_min(1e-12)  # torch.var(dim=0) is slower
                 else:  # the global batch's variance from summed moments (float64: no cancellation)
                     e64 = e.double()
                     mom = group_sum(torch.cat([e64.sum(0), e64.pow(2).sum().reshape(1),
@@ -478,9 +484,24 @@ class SparseAutoencoder(nn.Module):
                     n_all = mom[-1]
                     var = (mom[-2] - mom[:-2].pow(2).sum() / n_all) / n_all
                     denom = var.to(e.dtype).clamp_min(1e-12)
-                aux = torch.nan_to_num((e_hat - e).pow(2).sum(1).mean() / denom, nan=0.0)
+                aux = torch.nan_to_num(F.mse_loss(e_hat, e, reduction="sum") / B / denom, nan=0.0)
         out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0)
         return out
+
+    def _dense_aux_decode(self, xp: torch.Tensor, dead_idx: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
+        """AuxK's reconstruction from the dead latents as dense products over their columns only.
+
+        When the k_aux selected are most of the dead latents (always, once n_dead <= k_aux), the sparse
+        pattern is nearly the dense [B, n_dead] block, and a few small GEMMs (forward and backward) beat
+        building, sorting and walking a pattern of B * k_aux pairs (several times the main step's own).
+        b_dec enters as the vector b_dec @ W_e, so its gradient needs no [B, d] product.
+        `drop`: each row's positions among dead_idx that are not selected, or None.
+        """
+        W_e = self.W_enc.index_select(1, dead_idx)
+        z = F.relu(xp @ W_e + (self.b_enc.index_select(0, dead_idx) - self.b_dec @ W_e))
+        if drop is not None:
+            z = z.scatter(1, drop, 0.0)
+        return z @ self.W_dec.index_select(0, dead_idx)
 
     # -- decoder norm constraint ------------------------------------------------------------------
     @torch.no_grad()

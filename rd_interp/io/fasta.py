@@ -4,8 +4,9 @@ Why validate here: a bad residue or a duplicated id found after hours of embeddi
 silently renamed protein corrupts every downstream join. Every problem is reported as
 ``<file>:<line>: <what is wrong>`` so the user can open the file at that line.
 
-Memory: records are yielded one at a time; the only state kept across records is the set of ids seen
-(for the duplicate check), so a 500k-sequence file needs tens of MB, not the file's size.
+Memory: the file is read in 1 MiB blocks of whole records and records are yielded one at a time; the
+only state kept across blocks is the set of ids seen (for the duplicate check), so a 500k-sequence file
+needs tens of MB, not the file's size.
 """
 
 from __future__ import annotations

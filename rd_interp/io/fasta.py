@@ -93,14 +93,8 @@ def parse_header(header: str) -> tuple[str, str]:
 
     A blank right after '>' means the header has no id (returned as "").
     """
-    if not header or header[0].isspace():
-        return "", header.strip()
-    token, *rest = header.split(None, 1)
-    if token[:3] in ("sp|", "tr|"):
-        fields = token.split("|", 2)
-        if len(fields) == 3 and fields[1]:
-            return fields[1], header.strip()  # keep the full header (entry name, OS=, ...) as the description
-    return token, rest[0].strip() if rest else ""
+    (rec_id,), (desc,) = _parse_headers([header])
+    return rec_id, desc
 
 
 _UNIPROT_TOKEN = re.compile(r"^(?:sp|tr)\|[^|\s]+\|\S*\s*")

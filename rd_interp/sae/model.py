@@ -214,7 +214,7 @@ class _Decode(torch.autograd.Function):
 def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
     """sum_j vals[b, j] * W_dec[idx[b, j]] with autograd to vals and W_dec (_Decode on the CPU; elsewhere
     embedding_bag, with W_dec's gradient through _DecoderGrad)."""
-    if vals.dtype == torch.float32 and uses_row_kernels(idx, vals, W_dec):
+    if uses_row_kernels(idx, vals, W_dec):
         return _Decode.apply(idx, vals, W_dec, pattern)
     x_hat = F.embedding_bag(idx, W_dec.detach(), per_sample_weights=vals, mode="sum")
     return _DecoderGrad.apply(x_hat, W_dec, vals.detach(), pattern)

@@ -29,31 +29,18 @@ __all__ = ["latent_sorted_product", "sampled_rows_dot", "uses_row_kernels"]
 _MIN_LATENTS_PER_THREAD = 128
 
 
-@njit(cache=True, nogil=True)
-def _kernel(crow, rows, order, vals, Y, out, lo, hi):  # pragma: no cover - compiled
-    """out[l] = sum over j in crow[l]:crow[l+1] of vals[order[j]] * Y[rows[j]], for latents lo <= l < hi."""
-    d = Y.shape[1]
-    for lat in range(lo, hi):
-        for c in range(d):
-            out[lat, c] = 0.0
-        for j in range(crow[lat], crow[lat + 1]):
-            v = vals[order[j]]
-            r = rows[j]
-            for c in range(d):
-                out[lat, c] += v * Y[r, c]
-
-
-_T_BLOCK = 16  # latents per transposed write: 16 floats, one 64-byte line of each output row
+_BLOCK = 16  # latents per block: a transposed write then fills one 64-byte line of each output row
 
 
 @njit(cache=True, nogil=True)
-def _kernel_t(crow, rows, order, vals, Y, out_t, acc, lo, hi):  # pragma: no cover - compiled
-    """_kernel's sums written transposed: out_t[:, l] (the encoder's weight is [d, n]; a separate
-    transpose of the [n, d] product cost more than the product). Same sums, same order; latents are
-    accumulated _T_BLOCK at a time in `acc` [_T_BLOCK, d] so each output row gets whole lines."""
+def _kernel(crow, rows, order, vals, Y, out, acc, lo, hi, transposed):  # pragma: no cover - compiled
+    """Row l of S^T Y = sum over j in crow[l]:crow[l+1] of vals[order[j]] * Y[rows[j]], for latents lo <= l < hi,
+    into out[l] or, when `transposed`, out[:, l] (the encoder's weight is [d, n]; a separate transpose of the
+    [n, d] product cost more than the product). Latents are summed _BLOCK at a time into `acc` [_BLOCK, d]
+    so a transposed block writes whole lines."""
     d = Y.shape[1]
-    for l0 in range(lo, hi, _T_BLOCK):
-        nb = min(_T_BLOCK, hi - l0)
+    for l0 in range(lo, hi, _BLOCK):
+        nb = min(_BLOCK, hi - l0)
         for t in range(nb):
             lat = l0 + t
             for c in range(d):
@@ -63,9 +50,14 @@ def _kernel_t(crow, rows, order, vals, Y, out_t, acc, lo, hi):  # pragma: no cov
                 r = rows[j]
                 for c in range(d):
                     acc[t, c] += v * Y[r, c]
-        for c in range(d):
+        if transposed:
+            for c in range(d):
+                for t in range(nb):
+                    out[c, l0 + t] = acc[t, c]
+        else:
             for t in range(nb):
-                out_t[c, l0 + t] = acc[t, c]
+                for c in range(d):
+                    out[l0 + t, c] = acc[t, c]
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -93,13 +85,9 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
         v = values.detach().reshape(-1).contiguous().numpy()
         c, r, o = crow.numpy(), rows.numpy(), order.numpy()
         d = y.shape[1]
-        if transposed:
-            out = np.empty((d, n), dtype=np.float32)
-            map_slices(lambda a, b: _kernel_t(c, r, o, v, y, out, np.empty((_T_BLOCK, d), np.float32), a, b), n,
-                       _MIN_LATENTS_PER_THREAD)
-        else:
-            out = np.empty((n, d), dtype=np.float32)
-            map_slices(lambda a, b: _kernel(c, r, o, v, y, out, a, b), n, _MIN_LATENTS_PER_THREAD)
+        out = np.empty((d, n) if transposed else (n, d), dtype=np.float32)
+        map_slices(lambda a, b: _kernel(c, r, o, v, y, out, np.empty((_BLOCK, d), np.float32), a, b, transposed), n,
+                   _MIN_LATENTS_PER_THREAD)
         return torch.from_numpy(out)
     v = values.reshape(-1)[order].to(Y.dtype)
     with warnings.catch_warnings():
@@ -112,9 +100,10 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
 _MIN_ROWS_PER_THREAD = 256
 
 
-def uses_row_kernels(*tensors: torch.Tensor) -> bool:
-    """Does sampled_rows_dot run here (CPU float32 matrices and int64 indices)?"""
-    return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.int64) and t.ndim == 2 for t in tensors)
+def uses_row_kernels(idx: torch.Tensor, *matrices: torch.Tensor) -> bool:
+    """Does sampled_rows_dot run here (CPU, int64 indices, float32 matrices, all 2-D)?"""
+    return (idx.dtype == torch.int64 and all(m.dtype == torch.float32 for m in matrices)
+            and all(t.device.type == "cpu" and t.ndim == 2 for t in (idx, *matrices)))
 
 
 def sampled_rows_dot(idx: torch.Tensor, G: torch.Tensor, W: torch.Tensor) -> torch.Tensor:

@@ -430,11 +430,18 @@ def test_top_strips_rank_ties_by_row_and_skip_silent_proteins():
         TopStrips(0, 3)
 
 
-def test_float32_cpu_step_kernels_equal_dense_autograd():
+@pytest.mark.parametrize("n_dead", [0, 10, 20, 60])
+def test_float32_cpu_step_kernels_equal_dense_autograd(n_dead):
     """The float32 CPU path (decoder and its value gradient on sae/spmm.py's row kernels, encoder gradient
-    written transposed) gives float64 dense autograd's gradients to float32 rounding, on 1 and 2 threads
-    with the same bits."""
+    written transposed; AuxK over 10 or 20 dead latents as the dense block with its batch sums in a kernel,
+    20 with the 8 least active per row dropped, over 60 as a sparse pattern) gives float64 dense autograd's
+    gradients to float32 rounding, on 1 and 2 threads with the same bits (BLAS's [10, 24] sums over the 1,100-row batch differ in the last bits between 1
+    and 2 threads on this project's machines)."""
     import torch.nn.functional as F
+
+    k_aux = 12
+    dead = torch.zeros(300, dtype=torch.bool)
+    dead[torch.randperm(300, generator=torch.Generator().manual_seed(3))[:n_dead]] = True
 
     def grads(threads):
         old = torch.get_num_threads()
@@ -446,8 +453,8 @@ def test_float32_cpu_step_kernels_equal_dense_autograd():
             with torch.no_grad():
                 sae.b_dec.copy_(0.3 * torch.randn(24, generator=g))
                 sae.b_enc.copy_(0.1 * torch.randn(300, generator=g))
-            out = sae.train_forward(x)
-            out["loss"].backward()
+            out = sae.train_forward(x, dead_mask=dead if n_dead else None, k_aux=k_aux)
+            (out["loss"] + out["aux"]).backward()
             return sae, x, {n: p.grad.clone() for n, p in sae.named_parameters()}
         finally:
             torch.set_num_threads(old)
@@ -459,7 +466,14 @@ def test_float32_cpu_step_kernels_equal_dense_autograd():
     pre = (xd - ref["b_dec"]) @ ref["W_enc"] + ref["b_enc"]
     idx = pre.detach().topk(6, dim=1).indices
     z = torch.zeros_like(pre).scatter(1, idx, F.relu(pre.gather(1, idx)))
-    loss = (z @ ref["W_dec"] + ref["b_dec"] - xd).pow(2).sum(1).mean() / 24
+    x_hat = z @ ref["W_dec"] + ref["b_dec"]
+    loss = (x_hat - xd).pow(2).sum(1).mean() / 24
+    if n_dead:
+        dead_idx = torch.nonzero(dead).squeeze(1)
+        aidx = dead_idx[pre.detach()[:, dead_idx].topk(min(k_aux, n_dead), dim=1).indices]
+        za = torch.zeros_like(pre).scatter(1, aidx, F.relu(pre.gather(1, aidx)))
+        e = (xd - x_hat).detach()
+        loss = loss + (za @ ref["W_dec"] - e).pow(2).sum(1).mean() / (e - e.mean(0)).pow(2).sum(1).mean()
     loss.backward()
     for name, p in ref.items():
         torch.testing.assert_close(ours[name].double(), p.grad, rtol=1e-4, atol=1e-6)

@@ -70,3 +70,15 @@ def test_one_and_two_threads_give_the_same_sae(arch):
     info1 = {k: v for k, v in s1.provenance.train.items() if k != "vectors_per_s_this_call"}
     info2 = {k: v for k, v in s2.provenance.train.items() if k != "vectors_per_s_this_call"}
     _close(info1, info2, "train_info")
+
+
+def test_progress_bar_does_not_change_the_record():
+    """The bar's running means see every step; the record (cfg.json's train section) must not depend on
+    whether a bar was shown (worker processes train without one)."""
+    X = _data(n=3000, d=32)
+    info = []
+    for progress in (True, False):
+        cfg = TrainConfig(batch_size=256, n_steps=12, lr=2e-3)
+        sae = train_sae(X, SAEConfig("topk", n_latents=64, k=4), cfg, progress=progress, seed=0)
+        info.append({k: v for k, v in sae.provenance.train.items() if k != "vectors_per_s_this_call"})
+    assert info[0] == info[1] and info[0]["last_batch_fvu"] > 0

@@ -27,7 +27,7 @@ from torch import nn
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.spmm import latent_sorted_product, sampled_rows_dot, uses_row_kernels
+from rd_interp.sae.spmm import dense_aux_products, latent_sorted_product, sampled_rows_dot, uses_row_kernels
 from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
@@ -209,6 +209,42 @@ class _Decode(torch.autograd.Function):
         g_vals = sampled_rows_dot(idx, grad, W_dec) if ctx.needs_input_grad[1] else None
         g_W = ctx.pattern.st_mm(vals, grad) if ctx.needs_input_grad[2] else None
         return None, g_vals, g_W, None
+
+
+class _DenseAux(torch.autograd.Function):
+    """AuxK's reconstruction from the dead latents as dense products over their columns only:
+    z = relu(xp @ W_e + b_enc[dead] - b_dec @ W_e) with W_e = W_enc[:, dead], the `drop` positions zeroed,
+    and e_hat = z @ W_dec[dead].
+
+    When the k_aux selected are most of the dead latents (always, once n_dead <= k_aux), the sparse pattern
+    is nearly the dense [B, n_dead] block, and dense products beat building, sorting and walking a pattern
+    of B * k_aux pairs (several times the main step's own). The backward's sums over the batch go through
+    spmm.dense_aux_products (fixed order on the CPU: BLAS's split of such sums depends on the thread count);
+    W_e's gradient is xp^T @ g minus b_dec's outer product with the column sums of g (the b_dec @ W_e term).
+    `drop`: each row's positions among dead_idx that are not selected, or None.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, W_enc, b_enc, b_dec, W_dec, dead_idx, drop):
+        W_e = W_enc.index_select(1, dead_idx)
+        W_d = W_dec.index_select(0, dead_idx)
+        z = F.relu(torch.addmm(b_enc.index_select(0, dead_idx) - b_dec @ W_e, xp, W_e))
+        if drop is not None:
+            z.scatter_(1, drop, 0.0)
+        ctx.save_for_backward(xp, z, W_e, W_d, b_dec, dead_idx)
+        ctx.shapes = (W_enc.shape, W_dec.shape)
+        return z @ W_d
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp, z, W_e, W_d, b_dec, dead_idx = ctx.saved_tensors
+        grad = grad.contiguous()
+        g_z = (grad @ W_d.t()).mul_(z > 0)
+        g_Wd, g_We, g_c = dense_aux_products(z, grad, g_z, xp)
+        g_W_enc = grad.new_zeros(ctx.shapes[0]).index_copy_(1, dead_idx, g_We.t() - torch.outer(b_dec, g_c))
+        g_W_dec = grad.new_zeros(ctx.shapes[1]).index_copy_(0, dead_idx, g_Wd)
+        g_b_enc = grad.new_zeros(ctx.shapes[0][1]).index_copy_(0, dead_idx, g_c)
+        return None, g_W_enc, g_b_enc, -(W_e @ g_c), g_W_dec, None, None
 
 
 def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
@@ -467,7 +503,7 @@ class SparseAutoencoder(nn.Module):
                 if n_dead <= _DENSE_AUX_RATIO * ka:
                     # the ka largest are kept by dropping the n_dead - ka smallest (a short ranking)
                     drop = topk_ascending(pre_d.index_select(1, dead_idx).neg_(), n_dead - ka)[1] if ka < n_dead else None
-                    e_hat = self._dense_aux_decode(xp, dead_idx, drop)
+                    e_hat = _DenseAux.apply(xp, self.W_enc, self.b_enc, self.b_dec, self.W_dec, dead_idx, drop)
                 else:
                     sidx = pre_d.index_select(1, dead_idx).topk(ka, dim=1, sorted=False)[1] if ka < n_dead else None
                     aidx = dead_idx[sidx] if sidx is not None else dead_idx.expand(B, n_dead).contiguous()
@@ -487,21 +523,6 @@ class SparseAutoencoder(nn.Module):
                 aux = torch.nan_to_num(F.mse_loss(e_hat, e, reduction="sum") / B / denom, nan=0.0)
         out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0)
         return out
-
-    def _dense_aux_decode(self, xp: torch.Tensor, dead_idx: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
-        """AuxK's reconstruction from the dead latents as dense products over their columns only.
-
-        When the k_aux selected are most of the dead latents (always, once n_dead <= k_aux), the sparse
-        pattern is nearly the dense [B, n_dead] block, and a few small GEMMs (forward and backward) beat
-        building, sorting and walking a pattern of B * k_aux pairs (several times the main step's own).
-        b_dec enters as the vector b_dec @ W_e, so its gradient needs no [B, d] product.
-        `drop`: each row's positions among dead_idx that are not selected, or None.
-        """
-        W_e = self.W_enc.index_select(1, dead_idx)
-        z = F.relu(xp @ W_e + (self.b_enc.index_select(0, dead_idx) - self.b_dec @ W_e))
-        if drop is not None:
-            z = z.scatter(1, drop, 0.0)
-        return z @ self.W_dec.index_select(0, dead_idx)
 
     # -- decoder norm constraint ------------------------------------------------------------------
     @torch.no_grad()

@@ -9,6 +9,10 @@ machine, at 4,096 x 4,096 latents on 2 threads, 8.9 vs 11.7 ms at 1,280 dims and
 the demo's 2,048 x 512 x 160 on one thread (a worker's) about 0.4 vs 0.8 ms.
 Elsewhere (CUDA, other dtypes) torch's sparse-CSR product does it.
 
+AuxK's dense block (model._DenseAux): its weight gradients Z^T @ G are sums over the batch; BLAS splits such
+a sum across threads for small outputs (MKL does at [<= 16, 16], even in its strict reproducible mode), so
+on the CPU a kernel sums them row by row in a fixed order instead.
+
 The values' gradient is row-wise (each batch row reads its k decoder rows). torch's embedding_bag decodes
 fast (FBGEMM), but its per_sample_weights backward cost 2-3x the kernel here, which runs on torch's thread
 budget with each batch row on one thread in a fixed order (results independent of the thread count).
@@ -24,7 +28,7 @@ from numba import njit
 
 from rd_interp.sae.slices import map_slices
 
-__all__ = ["latent_sorted_product", "sampled_rows_dot", "uses_row_kernels"]
+__all__ = ["dense_aux_products", "latent_sorted_product", "sampled_rows_dot", "uses_row_kernels"]
 
 _MIN_LATENTS_PER_THREAD = 128
 
@@ -100,10 +104,13 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
 _MIN_ROWS_PER_THREAD = 256
 
 
+def _cpu_float32(*matrices: torch.Tensor) -> bool:
+    return all(m.dtype == torch.float32 and m.device.type == "cpu" and m.ndim == 2 for m in matrices)
+
+
 def uses_row_kernels(idx: torch.Tensor, *matrices: torch.Tensor) -> bool:
     """Does sampled_rows_dot run here (CPU, int64 indices, float32 matrices, all 2-D)?"""
-    return (idx.dtype == torch.int64 and all(m.dtype == torch.float32 for m in matrices)
-            and all(t.device.type == "cpu" and t.ndim == 2 for t in (idx, *matrices)))
+    return idx.dtype == torch.int64 and idx.device.type == "cpu" and idx.ndim == 2 and _cpu_float32(*matrices)
 
 
 def sampled_rows_dot(idx: torch.Tensor, G: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -112,3 +119,44 @@ def sampled_rows_dot(idx: torch.Tensor, G: torch.Tensor, W: torch.Tensor) -> tor
     out = np.empty(i.shape, dtype=np.float32)
     map_slices(lambda a, b: _sampled_kernel(i, g, w, out, a, b), i.shape[0], _MIN_ROWS_PER_THREAD)
     return torch.from_numpy(out)
+
+
+@njit(cache=True, nogil=True)
+def _dense_aux_kernel(Z, G, GZ, X, out_zg, out_gx, colsum, acc_zg, acc_gx, lo, hi):  # pragma: no cover - compiled
+    """For latents lo <= l < hi: out_zg[l] = sum_b Z[b, l] G[b], out_gx[l] = sum_b GZ[b, l] X[b] and
+    colsum[l] = sum_b GZ[b, l], over b in order, skipping rows where Z[b, l] is 0 (GZ is 0 there too).
+    _BLOCK latents at a time, so each row of G and X is read once per block."""
+    B, d = G.shape
+    for l0 in range(lo, hi, _BLOCK):
+        nb = min(_BLOCK, hi - l0)
+        acc_zg[:nb] = 0.0
+        acc_gx[:nb] = 0.0
+        for t in range(nb):
+            colsum[l0 + t] = 0.0
+        for b in range(B):
+            for t in range(nb):
+                z = Z[b, l0 + t]
+                if z != 0.0:
+                    gz = GZ[b, l0 + t]
+                    colsum[l0 + t] += gz
+                    for c in range(d):
+                        acc_zg[t, c] += z * G[b, c]
+                        acc_gx[t, c] += gz * X[b, c]
+        out_zg[l0:l0 + nb] = acc_zg[:nb]
+        out_gx[l0:l0 + nb] = acc_gx[:nb]
+
+
+def dense_aux_products(Z: torch.Tensor, G: torch.Tensor, GZ: torch.Tensor,
+                       X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Z^T @ G, GZ^T @ X, GZ.sum(0)) for [B, m] Z and GZ (GZ zero wherever Z is) and [B, d] G and X: the
+    decoder, encoder and bias gradients of AuxK's dense block. CPU float32: the kernel above, the same bits on
+    any thread count; elsewhere torch's products."""
+    if not _cpu_float32(Z, G, GZ, X):
+        return Z.t() @ G, GZ.t() @ X, GZ.sum(0)
+    z, g, gz, x = (t.detach().contiguous().numpy() for t in (Z, G, GZ, X))
+    m, d = z.shape[1], g.shape[1]
+    out_zg, out_gx = np.empty((m, d), np.float32), np.empty((m, d), np.float32)
+    colsum = np.empty(m, np.float32)
+    map_slices(lambda a, b: _dense_aux_kernel(z, g, gz, x, out_zg, out_gx, colsum, np.empty((_BLOCK, d), np.float32),
+                                              np.empty((_BLOCK, d), np.float32), a, b), m, _BLOCK)
+    return torch.from_numpy(out_zg), torch.from_numpy(out_gx), torch.from_numpy(colsum)

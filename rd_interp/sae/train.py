@@ -300,7 +300,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_steps, initial=start, unit="step", desc=f"SAE {sae_cfg.architecture}", dynamic_ncols=True)
-    run_fvu = run_l0 = None
+    run_fvu = run_l0 = last_fvu = last_l0 = None
     t0 = time.perf_counter()
     done_vectors = 0
     sae.train()
@@ -338,11 +338,11 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
             with torch.no_grad():  # float64 sums: a float32 sum's last bit depends on how threads split it
                 x64 = xp.double()
                 sst = (x64 - x64.mean(0)).pow(2).sum()
-                fvu = float((x64 - out["x_hat"].double()).pow(2).sum() / sst.clamp_min(1e-30))
-            run_fvu = fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * fvu
-            l0 = float(out["l0"])
-            run_l0 = l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * l0
-            if bar is not None:
+                last_fvu = float((x64 - out["x_hat"].double()).pow(2).sum() / sst.clamp_min(1e-30))
+            last_l0 = float(out["l0"])
+            if bar is not None:  # the bar's running means see every step; the record only the last batch
+                run_fvu = last_fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * last_fvu
+                run_l0 = last_l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * last_l0
                 bar.update(1)
                 if (step - start) % 5 == 0 or step == end - 1:
                     el = time.perf_counter() - t0
@@ -361,7 +361,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     sae.provenance.train = {
         **res, "batch_size": cfg.batch_size, "seed": seed, "steps_done": end, "finished": end >= n_steps,
         "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
-        "running_fvu": run_fvu, "running_l0": run_l0, "device": str(dev),
+        "last_batch_fvu": last_fvu, "last_batch_l0": last_l0, "device": str(dev),
         "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
         "untrained": bool(untrained), "blocks": blocks, "world_size": world.size, "backend": dist.backend(),
         "train_config": to_dict(cfg),

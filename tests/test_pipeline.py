@@ -208,6 +208,34 @@ def test_worker_count_does_not_change_results(finished_run, tmp_path, caplog):
     _same(before, after)
 
 
+def test_small_members_are_embedded_in_the_workers_with_the_same_bytes(finished_run, tmp_path, monkeypatch):
+    """Members with small checkpoints are embedded in the worker processes (one member and protein set each);
+    over PARALLEL_EMBED_MAX_BYTES, here in this process. Either way the stores hold the fixture's bytes."""
+    import rd_interp.pipeline.run as run_mod
+
+    cfg, root = _copy(finished_run, tmp_path)
+    stores = {d.name: {p.relative_to(d): p.read_bytes() for p in (d / "store").rglob("*.npy")}
+              for d in (root / "stages").iterdir() if d.name.split("-")[0] in ("embed", "fitembed")}
+    assert len(stores) == 4
+    for limit, in_workers in ((run_mod.PARALLEL_EMBED_MAX_BYTES, True), (0, False)):
+        monkeypatch.setattr(run_mod, "PARALLEL_EMBED_MAX_BYTES", limit)
+        for name in stores:
+            shutil.rmtree(root / "stages" / name)
+        seen = []
+
+        class Metered(run_mod.Pipeline):
+            def _run(self, stage, fn):
+                seen.append(stage.name)
+                return super()._run(stage, fn)
+
+        pipe = Metered(cfg)
+        pipe.run(until="distill")
+        assert pipe.workers == (2 if in_workers else 1)
+        assert any(n.startswith(("embed-", "fitembed-")) for n in seen) is not in_workers, seen
+        for name, files in stores.items():
+            assert {p: (root / "stages" / name / p).read_bytes() for p in files} == files, name
+
+
 def test_atlas_built_in_the_run_workers_equals_one_built_here(finished_run, tmp_path):
     """The fixture's run built its atlas entries in its worker processes (Pipeline keeps them for the report);
     building them here, one after the other, gives the same bytes."""

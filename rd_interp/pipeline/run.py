@@ -44,6 +44,9 @@ STAGES = ("data", "embed", "distill", "probe", "sae", "encode", "enrich", "repor
 META_DIR = ".rd_interp"  # run metadata, under a name no user file has
 #: control spaces that need a store of the controls stage -> the store's name there
 CONTROL_STORES = {"control.random": "random_subspace", "control.naive": "naive_pca"}
+#: members up to this checkpoint size are embedded in the worker processes (see Pipeline._parallel_embedding):
+#: ESM-2 8M and 35M (~30 and ~130 MB) and the shipped family; from 150M (~600 MB) on, threads scale
+PARALLEL_EMBED_MAX_BYTES = 256 << 20
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Pipeline:
         self.no_recompute = no_recompute
         self.progress = progress
         self.timings: dict[str, float] = {}
-        self.workers = 1  # worker processes the last batch of independent chains used (see _jobs)
+        self.workers = 1  # the most worker processes a batch of independent chains used (see _jobs)
         self.stages: dict[str, Manifest] = {}
         self._enrichers: dict = {}
         self._pool: WorkerPool | None = None  # worker processes of this run (see _jobs), kept for the report
@@ -118,27 +121,22 @@ class Pipeline:
         if until == "data":
             return self._finish(meta)
 
-        embeds = []
-        for model in cfg.models.family:
-            params = embed_stage.model_params(model, cfg.models)
-            st = plan(self.root, f"embed-{params['model']}", "embed", cfg.models, {"data": data}, params)
-            embeds.append(self._run(st, lambda d, model=model: embed_stage.run(
-                {"data": data}, cfg.models, d, model=model, device=self.device, progress=self.progress)))
-        if until == "embed":
-            return self._finish(meta)
-
-        ins = {"embed": embeds}
-        if cfg.distill.fasta != ANALYSIS:  # fit the chain on proteins disjoint from the analysis set
+        embed_jobs = self._embed_jobs(data, "embed")
+        fit_jobs: list = []
+        fitset = None
+        if until != "embed" and cfg.distill.fasta != ANALYSIS:  # the chain is fitted on proteins disjoint from these
             fit_in = data_stage.fitset_inputs(cfg.distill)
             fitset = self._run(plan(self.root, "fitset", "fitset", data_stage.fitset_config(cfg.distill), fit_in,
                                     {"seed": cfg.seed}),
                                lambda d: data_stage.select(fit_in, cfg.distill, d, seed=cfg.seed))
-            ins["fit"] = []
-            for model in cfg.models.family:
-                params = embed_stage.model_params(model, cfg.models)
-                st = plan(self.root, f"fitembed-{params['model']}", "embed", cfg.models, {"data": fitset}, params)
-                ins["fit"].append(self._run(st, lambda d, model=model: embed_stage.run(
-                    {"data": fitset}, cfg.models, d, model=model, device=self.device, progress=self.progress)))
+            fit_jobs = self._embed_jobs(fitset, "fitembed")
+        done = [m for _, m in self._jobs(embed_jobs + fit_jobs, parallel=self._parallel_embedding())]
+        embeds = done[:len(embed_jobs)]
+        if until == "embed":
+            return self._finish(meta)
+        ins = {"embed": embeds}
+        if fitset is not None:
+            ins["fit"] = done[len(embed_jobs):]
         distill = self._run(plan(self.root, "distill", "distill", cfg.distill, ins, {"seed": cfg.seed}),
                             lambda d: distill_stage.run(ins, cfg.distill, d, seed=cfg.seed, device=self.device))
         which = [c for key, c in CONTROL_STORES.items() if key in cfg.sae.spaces]
@@ -187,10 +185,32 @@ class Pipeline:
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
 
-    def _jobs(self, jobs: list[tuple[Callable, tuple]]) -> list[tuple[str, Manifest]]:
-        """Independent stage chains (the probe; each (space, seed) unit's SAE -> encode -> enrich), run in this
-        process or spread over worker processes (rd_interp.pipeline.workers) when the config and the machine
-        allow several. Finished chains are read here, so a cached run starts no worker."""
+    def _embed_jobs(self, data: Manifest, prefix: str) -> list[tuple[Callable, tuple]]:
+        """One embed chain per family member, of the proteins of `data` (stage names `<prefix>-<model>`)."""
+        cfg = self.cfg
+        jobs = []
+        for model in cfg.models.family:
+            params = embed_stage.model_params(model, cfg.models)
+            st = plan(self.root, f"{prefix}-{params['model']}", "embed", cfg.models, {"data": data}, params)
+            jobs.append((embed_chain, (st, {"data": data}, cfg.models, model, self.device,
+                                       tuple(sorted(self.force)), self.no_recompute)))
+        return jobs
+
+    def _parallel_embedding(self) -> bool:
+        """Embed in the worker processes (one model and protein set each) or here on all threads?
+
+        Processes where the models are small: their GEMMs are too small for threads to share well (mini-L on
+        this project's 2 cores: 2 one-thread processes 14.1k residues/s together, one two-thread process
+        11.1k). Not for checkpoints over PARALLEL_EMBED_MAX_BYTES: there threads scale, and every process
+        would hold its own copy of the weights."""
+        sizes = [embed_stage.checkpoint_bytes(m, self.cfg.models) for m in self.cfg.models.family]
+        return max(sizes) <= PARALLEL_EMBED_MAX_BYTES
+
+    def _jobs(self, jobs: list[tuple[Callable, tuple]], *, parallel: bool = True) -> list[tuple[str, Manifest]]:
+        """Independent stage chains (the probe; each (space, seed) unit's SAE -> encode -> enrich; each
+        member's embedding), run in this process or spread over worker processes (rd_interp.pipeline.workers)
+        when the config and the machine allow several (and `parallel`). Finished chains are read here, so a
+        cached run starts no worker."""
         chains: list = [None] * len(jobs)
         for i, (fn, args) in enumerate(jobs):
             try:
@@ -201,11 +221,11 @@ class Pipeline:
         # encodes and enriches), so that the last job to start is a short one and no worker idles long at
         # the end; results still come back in job order.
         pending = sorted((i for i, c in enumerate(chains) if c is None), key=lambda i: _expected_cost(jobs[i]))
-        n = resolve_workers(self.cfg.workers, self.device, len(pending))
+        n = resolve_workers(self.cfg.workers, self.device, len(pending)) if parallel else 1
         if n > 1 and self._pool is None:
             self._pool = WorkerPool(n)
-        pool = self._pool if pending else None  # a run's warm pool serves even a single pending chain
-        self.workers = pool.workers if pool is not None else n
+        pool = self._pool if pending and parallel else None  # a run's warm pool serves even a single pending chain
+        self.workers = max(self.workers or 1, pool.workers if pool is not None else n)
         if pool is not None:
             for i, c in zip(pending, pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
                 chains[i] = c
@@ -277,11 +297,13 @@ class Pipeline:
         }}
 
 
-def _expected_cost(job: tuple[Callable, tuple]) -> int:
+def _expected_cost(job: tuple[Callable, tuple]) -> float:
     """Rank of a chain's expected duration, longest first (see Pipeline._jobs)."""
     fn, args = job
     if fn is probe_chain:
         return 0
+    if fn is embed_chain:  # the larger model first
+        return -float(embed_stage.checkpoint_bytes(args[3], args[2]))
     space: Space = args[2]  # unit_chain(root, cfg, space, seed, ...)
     return 2 if space.untrained else 1
 
@@ -307,6 +329,16 @@ def probe_chain(stage: Stage, ins: dict, cfg: Any, params: dict, force: tuple[st
     out: list[tuple[str, Manifest]] = []
     _step(out, stage, lambda d: probe_stage.run(ins, cfg, d, spaces=params["spaces"], prefixes=params["prefixes"],
                                                 store_names=params["store_names"], seed=params["seed"]),
+          force, no_recompute, cached_only, runner)
+    return out
+
+
+def embed_chain(stage: Stage, ins: dict, cfg: Any, model: str, device: str, force: tuple[str, ...],
+                no_recompute: bool, *, progress: bool = False, enrichers: dict | None = None,
+                cached_only: bool = False, runner: Callable | None = None) -> list[tuple[str, Manifest]]:
+    """One member's embed stage as a chain of one (see Pipeline._jobs); `enrichers` is unused."""
+    out: list[tuple[str, Manifest]] = []
+    _step(out, stage, lambda d: embed_stage.run(ins, cfg, d, model=model, device=device, progress=progress),
           force, no_recompute, cached_only, runner)
     return out
 

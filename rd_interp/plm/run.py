@@ -33,6 +33,12 @@ def model_params(model: str, cfg: EmbedConfig) -> dict[str, str]:
     return {"model": model_label(model), "model_sha256": sha256_file(path)}
 
 
+def checkpoint_bytes(model: str, cfg: EmbedConfig) -> int:
+    """Size of a model's checkpoint file: what a process holding it needs at least."""
+    _, path = resolve_checkpoint(model, weights_dir=cfg.weights_dir or None)
+    return Path(path).stat().st_size
+
+
 def run(inputs: dict, cfg: EmbedConfig, out_dir: str | Path, *, model: str, device: str = "auto",
         fasta: str | Path | None = None, progress: bool = True) -> Manifest:
     """Embed the proteins of inputs["data"] (a data-stage Manifest) or of `fasta` (a plain file).

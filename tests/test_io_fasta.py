@@ -209,6 +209,7 @@ def test_errors_late_in_a_block_are_reported_after_the_records_before_them(tmp_p
     body = "".join(f">p{i}\nMKV\n" for i in range(50))
     for bad, msg in [(">p3\nMKV\n", ":101: duplicate id 'p3' (first seen at line 7)"),
                      (">q\nMK-V\n", ":102: invalid residue '-' at column 3 in record 'q'"),
+                     (">q\nMK>V\n", ":102: invalid residue '>' at column 3 in record 'q'"),
                      (">q\n\n", ":101: record 'q' has no sequence"),
                      ("> q\nMKV\n", ":101: header has no id")]:
         p = _write(tmp_path, body + bad + ">z\nMKV\n")

@@ -272,7 +272,8 @@ def _block_records(src: Path, line: int, block: bytes) -> list[tuple[int, str, s
         _locate_undecodable(src)
     bodies = [b for _, _, b in parts]
     joined = b">".join(bodies).replace(b"\n", b"")
-    if joined.translate(None, _FAST_BYTES):
+    # residues only, and no '>' but the separators (one inside a sequence line would shift every later record)
+    if joined.translate(None, _FAST_BYTES) or joined.count(b">") != len(bodies) - 1:
         seqs: list[str] | list[bytes] = bodies
     else:
         seqs = joined.decode("ascii").split(">")

@@ -9,9 +9,11 @@ machine, at 4,096 x 4,096 latents on 2 threads, 8.9 vs 11.7 ms at 1,280 dims and
 the demo's 2,048 x 512 x 160 on one thread (a worker's) about 0.4 vs 0.8 ms.
 Elsewhere (CUDA, other dtypes) torch's sparse-CSR product does it.
 
-AuxK's dense block (model._DenseAux): its weight gradients Z^T @ G are sums over the batch; BLAS splits such
-a sum across threads for small outputs (MKL does at [<= 16, 16], even in its strict reproducible mode), so
-on the CPU a kernel sums them row by row in a fixed order instead.
+AuxK's dense block (model._DenseAux): its weight gradients Z^T @ G are sums over the batch, and BLAS sums
+those in an order that depends on the thread count when the output has few rows (on this project's AMD EPYC,
+MKL for 5 to 11 rows, and for 4 to 15 rows of 16 columns even in its strict reproducible mode; OpenBLAS too).
+On the CPU a kernel sums them row by row in a fixed order instead (~1.5x BLAS's time for AuxK's share of a
+demo step; the demo's SAE units spend about 3 of 80 s in the dense block).
 
 The values' gradient is row-wise (each batch row reads its k decoder rows). torch's embedding_bag decodes
 fast (FBGEMM), but its per_sample_weights backward cost 2-3x the kernel here, which runs on torch's thread

@@ -12,8 +12,8 @@ Elsewhere (CUDA, other dtypes) torch's sparse-CSR product does it.
 AuxK's dense block (model._DenseAux): its weight gradients Z^T @ G are sums over the batch, and BLAS sums
 those in an order that depends on the thread count when the output has few rows (on this project's AMD EPYC,
 MKL for 5 to 11 rows, and for 4 to 15 rows of 16 columns even in its strict reproducible mode; OpenBLAS too).
-On the CPU a kernel sums them row by row in a fixed order instead (~1.5x BLAS's time for AuxK's share of a
-demo step; the demo's SAE units spend about 3 of 80 s in the dense block).
+On the CPU a kernel sums them row by row in a fixed order instead (AuxK then costs ~1.8x its BLAS time at
+4,096 x 480 with 82 or 400 dead latents; the demo's SAE units spend about 3 of 80 s in the dense block).
 
 The values' gradient is row-wise (each batch row reads its k decoder rows). torch's embedding_bag decodes
 fast (FBGEMM), but its per_sample_weights backward cost 2-3x the kernel here, which runs on torch's thread

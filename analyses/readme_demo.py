@@ -65,8 +65,11 @@ def section(summary: dict, run_info: dict, out_name: str) -> tuple[str, dict]:
              f"(schema {summary['schema']}, run `{md(summary['run_id'])}`); do not edit by hand.", ""]
     minutes, seconds = divmod(round(wall), 60)
     workers = int(run_info.get("workers") or 1)
-    side = (f"; probe, sae, encode and enrich ran side by side in {workers} worker processes, their times "
-            "are summed over them" if workers > 1 else "")
+    kinds = run_info.get("worker_stages") or ["probe", "sae", "encode", "enrich"]  # runs before they were recorded
+    names = [md(k) for k in kinds]
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+    side = (f"; {listed} ran side by side in {workers} worker processes, their times are summed over them"
+            if workers > 1 else "")
     lines.append(f"Wall time **{minutes} min {seconds} s** on device "
                  f"`{md(run_info.get('device'))}` (stage times: " + ", ".join(f"{k} {v:g} s" for k, v in stages.items())
                  + f"{side}). The machine's load during the run is not controlled by the script.")

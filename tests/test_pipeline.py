@@ -214,6 +214,8 @@ def test_small_members_are_embedded_in_the_workers_with_the_same_bytes(finished_
     import rd_interp.pipeline.run as run_mod
 
     cfg, root = _copy(finished_run, tmp_path)
+    info = read_json(root / "report" / "run_info.json")  # the fixture's run: every chain in its 2 workers
+    assert {"embed", "fitembed", "probe", "sae", "encode", "enrich"} <= set(info["worker_stages"])
     stores = {d.name: {p.relative_to(d): p.read_bytes() for p in (d / "store").rglob("*.npy")}
               for d in (root / "stages").iterdir() if d.name.split("-")[0] in ("embed", "fitembed")}
     assert len(stores) == 4
@@ -231,6 +233,7 @@ def test_small_members_are_embedded_in_the_workers_with_the_same_bytes(finished_
         pipe = Metered(cfg)
         pipe.run(until="distill")
         assert pipe.workers == (2 if in_workers else 1)
+        assert pipe.worker_stages == ({"embed", "fitembed"} if in_workers else set())
         assert any(n.startswith(("embed-", "fitembed-")) for n in seen) is not in_workers, seen
         for name, files in stores.items():
             assert {p: (root / "stages" / name / p).read_bytes() for p in files} == files, name

@@ -78,6 +78,7 @@ class Pipeline:
         self.progress = progress
         self.timings: dict[str, float] = {}
         self.workers = 1  # the most worker processes a batch of independent chains used (see _jobs)
+        self.worker_stages: set[str] = set()  # kinds of the stages that ran in worker processes
         self.stages: dict[str, Manifest] = {}
         self._enrichers: dict = {}
         self._pool: WorkerPool | None = None  # worker processes of this run (see _jobs), kept for the report
@@ -163,7 +164,7 @@ class Pipeline:
 
         t0 = time.perf_counter()
         run_info = {"timings": dict(self.timings), "device": self.device, "out_dir": str(self.root),
-                    "workers": self.workers,
+                    "workers": self.workers, "worker_stages": sorted(self.worker_stages),
                     "wall_seconds": round(time.perf_counter() - t_start, 1)}
         # The summary holds what determines the results, not where or how many processes made them: out_dir and
         # workers go to run_info.
@@ -180,7 +181,7 @@ class Pipeline:
         self.stages["report"] = report
         # whole-run wall time including the report (run_info.json is written before the report is done)
         write_json(meta / "timings.json", {"timings": dict(self.timings), "device": self.device,
-                                          "workers": self.workers,
+                                          "workers": self.workers, "worker_stages": sorted(self.worker_stages),
                                           "wall_seconds": round(time.perf_counter() - t_start, 1)})
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
@@ -229,6 +230,7 @@ class Pipeline:
         if pool is not None:
             for i, c in zip(pending, pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
                 chains[i] = c
+                self.worker_stages.update(name.split("-")[0] for name, _ in c)
         else:
             for i in pending:
                 fn, args = jobs[i]

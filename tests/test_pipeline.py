@@ -219,17 +219,18 @@ def test_small_members_are_embedded_in_the_workers_with_the_same_bytes(finished_
     stores = {d.name: {p.relative_to(d): p.read_bytes() for p in (d / "store").rglob("*.npy")}
               for d in (root / "stages").iterdir() if d.name.split("-")[0] in ("embed", "fitembed")}
     assert len(stores) == 4
+    seen: list[str] = []
+
+    class Metered(run_mod.Pipeline):  # stages run in this process pass here
+        def _run(self, stage, fn):
+            seen.append(stage.name)
+            return super()._run(stage, fn)
+
     for limit, in_workers in ((run_mod.PARALLEL_EMBED_MAX_BYTES, True), (0, False)):
         monkeypatch.setattr(run_mod, "PARALLEL_EMBED_MAX_BYTES", limit)
         for name in stores:
             shutil.rmtree(root / "stages" / name)
-        seen = []
-
-        class Metered(run_mod.Pipeline):
-            def _run(self, stage, fn):
-                seen.append(stage.name)
-                return super()._run(stage, fn)
-
+        seen.clear()
         pipe = Metered(cfg)
         pipe.run(until="distill")
         assert pipe.workers == (2 if in_workers else 1)

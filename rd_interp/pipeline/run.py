@@ -122,7 +122,9 @@ class Pipeline:
         if until == "data":
             return self._finish(meta)
 
-        embed_jobs = self._embed_jobs(data, "embed")
+        # (model, its stage params) once: the params hold the checkpoint's sha256, a full read of the weights
+        members = [(model, embed_stage.model_params(model, cfg.models)) for model in cfg.models.family]
+        embed_jobs = self._embed_jobs(data, "embed", members)
         fit_jobs: list = []
         fitset = None
         if until != "embed" and cfg.distill.fasta != ANALYSIS:  # the chain is fitted on proteins disjoint from these
@@ -130,7 +132,7 @@ class Pipeline:
             fitset = self._run(plan(self.root, "fitset", "fitset", data_stage.fitset_config(cfg.distill), fit_in,
                                     {"seed": cfg.seed}),
                                lambda d: data_stage.select(fit_in, cfg.distill, d, seed=cfg.seed))
-            fit_jobs = self._embed_jobs(fitset, "fitembed")
+            fit_jobs = self._embed_jobs(fitset, "fitembed", members)
         done = [m for _, m in self._jobs(embed_jobs + fit_jobs, parallel=self._parallel_embedding())]
         embeds = done[:len(embed_jobs)]
         if until == "embed":
@@ -186,12 +188,12 @@ class Pipeline:
         log.info("report: %s", report.dir / "report.html")
         return self._finish(meta)
 
-    def _embed_jobs(self, data: Manifest, prefix: str) -> list[tuple[Callable, tuple]]:
-        """One embed chain per family member, of the proteins of `data` (stage names `<prefix>-<model>`)."""
+    def _embed_jobs(self, data: Manifest, prefix: str, members: list[tuple[str, dict]]) -> list[tuple[Callable, tuple]]:
+        """One embed chain per family member (model, stage params), of the proteins of `data` (stage names
+        `<prefix>-<model>`)."""
         cfg = self.cfg
         jobs = []
-        for model in cfg.models.family:
-            params = embed_stage.model_params(model, cfg.models)
+        for model, params in members:
             st = plan(self.root, f"{prefix}-{params['model']}", "embed", cfg.models, {"data": data}, params)
             jobs.append((embed_chain, (st, {"data": data}, cfg.models, model, self.device,
                                        tuple(sorted(self.force)), self.no_recompute)))
@@ -226,7 +228,7 @@ class Pipeline:
         if n > 1 and self._pool is None:
             self._pool = WorkerPool(n)
         pool = self._pool if pending and parallel else None  # a run's warm pool serves even a single pending chain
-        self.workers = max(self.workers or 1, pool.workers if pool is not None else n)
+        self.workers = max(self.workers, pool.workers if pool is not None else n)
         if pool is not None:
             for i, c in zip(pending, pool.map(_in_worker, [(jobs[i][0], *jobs[i][1]) for i in pending])):
                 chains[i] = c

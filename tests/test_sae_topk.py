@@ -35,6 +35,25 @@ def test_kernel_equals_the_oracle_on_continuous_rows(B, n, k):
     np.testing.assert_array_equal(idx.numpy(), ti.numpy())
 
 
+def test_kernel_equals_the_oracle_on_random_shapes_with_the_maximum_in_the_tail_block():
+    """Row lengths that the kernel's blocks do not divide: the last block also holds the tail, and a row's
+    largest entries placed there (or in the first block) must still be found."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n = int(rng.integers(3, 3000))
+        k = int(rng.integers(1, min(64, (n - 1) // 2) + 1))
+        B = int(rng.integers(1, 40))
+        x = rng.standard_normal((B, n)).astype(np.float32)
+        x[:, -k:] += 5.0 * (rng.random((B, 1)) < 0.5)  # half the rows: the top k all in the tail
+        x[:, :2] += 6.0 * (rng.random((B, 1)) < 0.2)
+        pre = torch.from_numpy(x)
+        assert topk_mod._uses_kernel(pre, k)
+        vals, idx = topk_ascending(pre, k)
+        ov, oi = oracle(pre, k)
+        np.testing.assert_array_equal(idx.numpy(), oi, err_msg=f"n={n} k={k}")
+        np.testing.assert_array_equal(vals.numpy(), ov)
+
+
 def test_ties_go_to_the_lower_index_and_constant_rows_work():
     g = torch.Generator().manual_seed(0)
     pre = torch.randint(-3, 4, (400, 256), generator=g).float()  # heavy ties everywhere

@@ -298,6 +298,21 @@ def test_encode_proteins_pooling_matches_dense(tiny_store):
     assert (A.getnnz(axis=1) <= 3).all()
 
 
+def test_encode_sparse_keeps_exactly_the_positive_topk_entries_in_row_major_order():
+    """encode_sparse's (row, latent, value) triples are the non-zeros of the dense encode, row by row with
+    latents ascending, also when many of a row's k largest pre-activations are <= 0 (ReLU drops those)."""
+    sae = SparseAutoencoder(SAEConfig("topk", d_in=24, n_latents=200, k=12), seed=1)
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.linspace(-12.0, 1.0, 200))  # most latents rarely positive
+    x = torch.from_numpy(np.random.default_rng(4).standard_normal((300, 24)).astype(np.float32))
+    rows, lat, val = sae.encode_sparse(x)
+    Z = sae.encode(x)
+    r, c = torch.nonzero(Z, as_tuple=True)
+    assert 0 < rows.numel() < 300 * 12  # some top-k entries were not positive
+    assert rows.dtype == torch.int64 and lat.dtype == torch.int64 and val.dtype == torch.float32
+    assert torch.equal(rows, r) and torch.equal(lat, c) and torch.equal(val, Z[r, c])
+
+
 def test_decoder_share():
     sae = SparseAutoencoder(SAEConfig("topk", d_in=10, n_latents=4, k=1), seed=0)
     with torch.no_grad():

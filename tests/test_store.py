@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from rd_interp.io.store import EmbeddingStore, StoreError, StoreWriter, open_store
+from rd_interp.io.store import EmbeddingStore, StoreError, StoreWriter, as_float32, open_store
 
 DIM = 6
 MANIFEST = {"model": "tiny", "layer": 2, "sequence_sha256": "ab" * 32}
@@ -70,6 +70,34 @@ def test_float16_storage_and_overflow(tmp_path):
     with StoreWriter(tmp_path / "o", dim=DIM, manifest=MANIFEST) as w:
         with pytest.raises(StoreError, match="float32"):
             w.append("X", np.full((2, DIM), 1e6, dtype=np.float32))
+
+
+def test_float16_reads_equal_numpys_cast_bit_for_bit(tmp_path):
+    """as_float32 (torch's cast) against numpy's on every float16 bit pattern, as plain, column-subset,
+    transposed and read-only memory-mapped arrays; and a store's rows/take/get equal the cast of its shard."""
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    ref = every.astype(np.float32)
+    nan = np.isnan(ref)
+    for a, r in ((every, ref), (every[:, 3:200:7], ref[:, 3:200:7]), (every.T, ref.T), (every[5], ref[5])):
+        got = as_float32(a)
+        assert got.dtype == np.float32 and got.shape == r.shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(r))
+        np.testing.assert_array_equal(got.view(np.uint32)[~np.isnan(r)], r.view(np.uint32)[~np.isnan(r)])
+    assert nan.sum() == 2 * 1023  # every NaN pattern was in the test
+    np.save(tmp_path / "h.npy", every)
+    mm = np.load(tmp_path / "h.npy", mmap_mode="r")
+    np.testing.assert_array_equal(as_float32(mm[10:20, 40:90]).view(np.uint32), ref[10:20, 40:90].view(np.uint32))
+    f32 = np.ones((3, 4), np.float32)
+    assert as_float32(f32) is f32 or np.shares_memory(as_float32(f32), f32)  # float32 is not copied
+    prots = _proteins(6)
+    st = _write(tmp_path / "s", prots)
+    shard = np.concatenate([np.load(f) for f in sorted((tmp_path / "s" / "shards").glob("*.npy"))])
+    assert shard.dtype == np.float16 and shard.shape[0] == st.n_rows
+    cols = np.array([0, 3, 5])
+    np.testing.assert_array_equal(st.rows(2, 30), shard[2:30].astype(np.float32))
+    np.testing.assert_array_equal(st.rows(2, 30, cols), shard[2:30][:, cols].astype(np.float32))
+    idx = np.array([17, 3, 3, 40, 0])
+    np.testing.assert_array_equal(st.take(idx, slice(1, 6)), shard[idx, 1:6].astype(np.float32))
 
 
 class _Boom(RuntimeError):

@@ -53,6 +53,19 @@ class StoreError(ValueError):
     """A store is missing, incomplete, corrupt, or does not match what the caller asked for."""
 
 
+def as_float32(a: np.ndarray) -> np.ndarray:
+    """`a` as float32 (a copy unless it already is float32). float16 goes through torch's vectorised cast:
+    numpy's cast of a [32,768 x 160] block took 14.5 ms here, torch's 1.0 ms, and every store read (SAE
+    batches, encoding, distillation) converts. float16 -> float32 is exact, so the values are numpy's."""
+    if a.dtype == np.float32:
+        return np.asarray(a)
+    if a.dtype != np.float16 or a.ndim == 0 or any(st < 0 for st in a.strides):
+        return np.asarray(a, dtype=np.float32)
+    with warnings.catch_warnings():  # a read-only mapped block: only read here
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a).to(torch.float32).numpy()
+
+
 def _shard_name(i: int) -> str:
     return f"shard-{i:05d}"
 
@@ -170,7 +183,7 @@ class EmbeddingStore:
             width = self.dim if cols is None else len(range(self.dim)[cols]) if isinstance(cols, slice) else len(cols)
             return np.empty((0, width), dtype=np.float32)
         out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        return np.asarray(out, dtype=np.float32)
+        return as_float32(out)
 
     def protein(self, i: int, columns: Any = None) -> np.ndarray:
         o, n = int(self.offsets[i]), int(self.lengths[i])
@@ -208,7 +221,7 @@ class EmbeddingStore:
             if a == b:
                 continue
             block = self._shards[s][srt[a:b] - self._starts[s]]
-            out[order[a:b]] = block if cols is None else block[:, cols]
+            out[order[a:b]] = as_float32(block if cols is None else block[:, cols])
         return out
 
     def random_batches(

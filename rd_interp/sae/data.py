@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rd_interp.io.store import as_float32
+
 __all__ = ["DataSource", "as_source", "columns_to_json", "parse_columns"]
 
 
@@ -112,7 +114,7 @@ class DataSource:
         if self.columns is not None:
             block = block[:, self.columns]
         out = np.empty((rows.size, self.dim), dtype=np.float32)
-        out[order] = block
+        out[order] = as_float32(block)
         return out
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -122,7 +124,7 @@ class DataSource:
         block = self._array[start:stop]
         if self.columns is not None:
             block = block[:, self.columns]
-        return np.asarray(block, dtype=np.float32)
+        return as_float32(block)
 
     def iter_rows(self, rows: np.ndarray | None, chunk_rows: int = 16384) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(row indices, float32 block) in chunks; `rows=None` streams everything in order."""

@@ -391,12 +391,13 @@ class SparseAutoencoder(nn.Module):
         with torch.no_grad():
             pre = self._pre(self.preprocess(x))
             if self.cfg.architecture == "topk":
-                vals, idx = topk_ascending(pre, self.cfg.k)  # latents ascending within each row
-                vals = F.relu(vals)
-                rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(self.cfg.k)
-                vals, idx = vals.reshape(-1), idx.reshape(-1)
-                keep = vals > 0
-                return rows[keep], idx[keep], vals[keep]
+                k = self.cfg.k
+                vals, idx = topk_ascending(pre, k)  # latents ascending within each row
+                flat = vals.reshape(-1)
+                # the positive entries (what ReLU keeps), in row-major order; one nonzero for three gathers
+                pos = torch.nonzero(flat > 0).squeeze(1)
+                return (torch.div(pos, k, rounding_mode="floor"), idx.reshape(-1).index_select(0, pos),
+                        flat.index_select(0, pos))
             z = self._activate(pre)
             nz = torch.nonzero(z > 0, as_tuple=True)
             return nz[0], nz[1], z[nz]

@@ -181,3 +181,48 @@ def test_study_counts_equal_scipys_product_array_for_array(fmt):
         assert a.dtype == b.dtype and np.array_equal(a, b), key
     f = sparse_product(A.astype(np.float64), B)
     assert f.dtype == np.float64 and (f != ref).nnz == 0
+
+
+def test_table_memo_returns_each_tables_value_and_computes_each_once():
+    """TableMemo (the null distribution's memo of p-values by packed table): across calls that repeat keys and
+    grow the hash table many times, every value is the function's, and each distinct key is computed once."""
+    from rd_interp.enrich.fisher import TableMemo
+
+    rng = np.random.default_rng(11)
+    memo, seen = TableMemo(), []
+
+    def compute(keys):
+        assert np.all(np.diff(keys) > 0)  # distinct, ascending
+        seen.append(keys.copy())
+        return np.sqrt(keys.astype(np.float64)) + 0.5
+
+    for size in (1, 50, 3000, 20000, 5, 70000):
+        keys = rng.integers(0, 10 ** 12, size) if size > 5 else np.array([0, 7, 7, 0, 10 ** 15][:size])
+        keys = np.concatenate([keys, keys[: size // 3]])  # repeats within a call
+        np.testing.assert_array_equal(memo.get(keys, compute), np.sqrt(keys.astype(np.float64)) + 0.5)
+    every = np.concatenate(seen)
+    assert every.size == np.unique(every).size == memo.size  # nothing computed twice
+    assert memo.get(np.empty(0, np.int64), compute).size == 0
+
+
+def test_over_represented_equals_the_filtered_scipy_product():
+    """counts.over_represented: of C = A @ S's rows lo..hi-1, the entries with k >= min_count and k N > K n
+    (row-major, columns ascending) and each column's count of non-zero entries, as scipy's product and numpy
+    filters give them."""
+    from rd_interp.enrich.counts import over_represented
+
+    rng = np.random.default_rng(12)
+    A = sp.random(400, 300, density=0.05, format="lil", random_state=3, data_rvs=lambda n: np.ones(n))
+    A[5] = 0  # an empty row
+    A = A.tocsr().astype(np.int32)
+    S = sp.random(300, 70, density=0.15, format="csr", random_state=4, data_rvs=lambda n: np.ones(n)).astype(np.int32)
+    N, lo, hi = 300, 3, 377
+    K = rng.integers(1, 120, hi - lo)
+    n = np.asarray(S.sum(axis=0)).ravel().astype(np.int64)
+    C = (A @ S).toarray()[lo:hi].astype(np.int64)
+    term, lat = np.nonzero((C >= 3) & (C * N > K[:, None] * n[None, :]))
+    got = over_represented(A, S, lo, hi, 3, N, K, n)
+    assert 0 < term.size < np.count_nonzero(C)
+    for g, want in zip(got, (term, lat, C[term, lat], np.count_nonzero(C, axis=0))):
+        assert g.dtype == np.int64
+        np.testing.assert_array_equal(g, want)

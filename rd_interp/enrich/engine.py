@@ -22,8 +22,15 @@ import scipy.sparse as sp
 
 from rd_interp.enrich.activations import StudySetConfig, StudySetInfo, study_sets
 from rd_interp.enrich.config import EnrichConfig
-from rd_interp.enrich.counts import sparse_product
-from rd_interp.enrich.fisher import TableMemo, bh, bh_with_ones, fisher_pvalues, greater_lower_bounds, maybe_below
+from rd_interp.enrich.counts import over_represented, sparse_product
+from rd_interp.enrich.fisher import (
+    TableMemo,
+    bh,
+    bh_with_ones,
+    fisher_pvalues,
+    greater_lower_bounds,
+    maybe_below,
+)
 from rd_interp.enrich.result import EnrichmentResult
 from rd_interp.enrich.termmatrix import NS_CODE, TermMatrix
 from rd_interp.io.options import subset
@@ -138,10 +145,10 @@ class GOEnricher:
         """
         cfg = self.cfg
         n_lat = S.shape[1]
-        C = sparse_product(self._matrix_t, S)                             # [n_cols, n_latents] study counts
         study_n = np.asarray((self._pop_t @ S).todense()).astype(np.int64)  # [n_ns, n_latents]
         if rows == "captured":
-            return self._test_captured(C, study_n)
+            return self._test_captured(S.tocsr(), study_n)
+        C = sparse_product(self._matrix_t, S)                             # [n_cols, n_latents] study counts
         counts = C.tocoo()
         parts = []
         fam_rows = []      # per (ns) arrays for global BH
@@ -205,50 +212,47 @@ class GOEnricher:
             cols["p_adj_global"] = self._global_bh(fam_rows, m_by_ns)
         return cols, study_n, tested, m_by_ns
 
-    def _test_captured(self, C: sp.csr_matrix, study_n: np.ndarray):
+    def _test_captured(self, S: sp.csr_matrix, study_n: np.ndarray):
         """The null distribution's lean test: only rows that can be captured, only the correction in use.
 
-        Rows with study count < min_study_count or fold <= 1 are dropped first; p-values are computed (from the
-        memo when seen before) only where they can lie below alpha x hits / tests of their family (per latent
-        and namespace, or the SAE's namespace), under which no row of the family can be significant, so the
-        captured decisions are exact. Needs "greater": p(study count 0) == 1, so such rows never count.
+        Rows with study count < min_study_count or fold <= 1 are dropped first (counts.over_represented, which
+        never forms the counts matrix); p-values are computed (from the memo when seen before) only where they
+        can lie below alpha x hits / tests of their family (per latent and namespace, or the SAE's namespace),
+        under which no row of the family can be significant, so the captured decisions are exact. Needs
+        "greater": p(study count 0) == 1, so such rows never count.
         """
         cfg = self.cfg
         if cfg.alternative != "greater":
             raise ValueError("the null distribution's fast path needs alternative='greater'")
-        n_lat = C.shape[1]
         parts, fam_rows, m_by_ns, tested = [], [], {}, {}
         for j, (ns, blk) in enumerate(self.terms.blocks.items()):
             lo, hi = blk.col_start, blk.col_start + blk.n_terms
-            a, b = int(C.indptr[lo]), int(C.indptr[hi])
             n_ns = study_n[j]
             lat_tested = np.flatnonzero(n_ns > 0)
             tested[ns] = lat_tested
             m = blk.n_terms
             m_by_ns[j] = int(lat_tested.size * m)
-            if lat_tested.size == 0 or m == 0 or a == b:
+            if lat_tested.size == 0 or m == 0:
                 continue
-            pos = np.flatnonzero(C.data[a:b] >= cfg.min_study_count) + a  # hits the study count allows
-            term = np.searchsorted(C.indptr[lo:hi + 1], pos, side="right").astype(np.int64) - 1
-            lat = C.indices[pos].astype(np.int64)
-            k = C.data[pos].astype(np.int64)
             N, K = blk.pop_n, blk.pop_count
-            ok = k * N > K[term] * n_ns[lat]  # over-represented
-            lat, term, k = lat[ok], term[ok], k[ok]
+            # the hits the study count allows that are over-represented, and each latent's hits (counts >= 1)
+            term, lat, k, r_fam = over_represented(self._matrix_t, S, lo, hi, cfg.min_study_count, N, K, n_ns)
+            r_all = int(r_fam.sum())
+            if r_all == 0:
+                continue
             lb = greater_lower_bounds(k, n_ns[lat], K[term], N, memo=self._memo(j, "lb"))
             if cfg.global_bh:
                 # BH rejects r rows, all with p <= alpha r / M, and r <= #{lb <= alpha r / M}; starting from the
                 # hit count, x -> #{lb <= alpha x / M} stays >= r, so its fixed point screens exactly
                 M = float(max(m_by_ns[j], 1))
-                r = b - a
+                r = r_all
                 while True:
                     r_new = int(np.count_nonzero(lb < cfg.alpha * r / M * (1.0 + 1e-4)))
                     if r_new >= r:
                         break
                     r = r_new
                 need = lb < cfg.alpha * r / M * (1.0 + 1e-4)
-            else:  # hits per latent in this namespace, from all study counts >= 1
-                r_fam = np.bincount(C.indices[a:b], minlength=n_lat)
+            else:  # hits per latent in this namespace (r_fam: all study counts >= 1)
                 need = lb < cfg.alpha * r_fam[lat] / float(m) * (1.0 + 1e-4)
             lat, term, k = lat[need], term[need], k[need]
             p = fisher_pvalues(k, n_ns[lat], K[term], N, cfg.alternative, memo=self._memo(j, "p"))

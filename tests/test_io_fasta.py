@@ -210,6 +210,7 @@ def test_errors_late_in_a_block_are_reported_after_the_records_before_them(tmp_p
     for bad, msg in [(">p3\nMKV\n", ":101: duplicate id 'p3' (first seen at line 7)"),
                      (">q\nMK-V\n", ":102: invalid residue '-' at column 3 in record 'q'"),
                      (">q\nMK>V\n", ":102: invalid residue '>' at column 3 in record 'q'"),
+                     (">q\nMK>V\nMKV\n", ":102: invalid residue '>' at column 3 in record 'q'"),
                      (">q\n\n", ":101: record 'q' has no sequence"),
                      ("> q\nMKV\n", ":101: header has no id")]:
         p = _write(tmp_path, body + bad + ">z\nMKV\n")
@@ -217,3 +218,112 @@ def test_errors_late_in_a_block_are_reported_after_the_records_before_them(tmp_p
         assert [next(it).id for _ in range(50)] == [f"p{i}" for i in range(50)]
         with pytest.raises(FastaError, match=re.escape(msg)):
             next(it)
+
+
+def _read_all(path, **kw):
+    """Records read until the first error, and that error's text (None when the file is valid)."""
+    out = []
+    try:
+        for r in read_fasta(path, **kw):
+            out.append((r.id, r.description, r.sequence, r.line, type(r) is FastaRecord))
+    except FastaError as exc:
+        return out, str(exc)
+    return out, None
+
+
+def _random_fasta(rng) -> bytes:
+    """A small FASTA text, clean or with a few of the defects and oddities the reader must handle."""
+    heads = ["p{i}", "p{i} some protein", "sp|P{i:05d}|N{i}_HUMAN Name {i} OS=Homo sapiens OX=9606",
+             "tr|Q{i}|Q{i}_MOUSE", "sp|P{i}|", "sp|broken{i}", "sp||X{i} empty accession",
+             "p{i}\tdesc\twith tabs  ", "sp|P{i}|N desc \x0c", "p{i} a->b", " p{i} leading blank", "",
+             "p{i} caf\u00e9 \u2003x", "p{i}|a|b"]
+    defects = ["", "", "", "", "lower", "star", "digit", "gap", "J", "gt", "gt_in_line", "empty", "dup",
+               "blank", "comment", "space", "tab", "nonascii", "badutf8", "crlf", "cr"]
+    n = rng.randint(1, 12)
+    lines = [rng.choice(["", ";c"])] if rng.random() < 0.1 else []
+    defect = rng.choice(defects)
+    for i in range(n):
+        head = rng.choice(heads).format(i=i)
+        if defect == "dup" and i == n - 1:
+            head = rng.choice(["p0", "p0 again", "sp|P00000|X"])
+        lines.append(">" + head)
+        seq = "".join(rng.choices("ACDEFGHIKLMNPQRSTVWYXBUZO", k=rng.randint(1, 40)))
+        chunk = rng.choice([5, 13, 60])
+        body = [seq[j:j + chunk] for j in range(0, len(seq), chunk)]
+        if defect == "empty" and rng.random() < 0.3:
+            body = rng.choice([[], [""], ["  "]])
+        if defect == "gt_in_line" and len(body) > 1 and rng.random() < 0.5:  # '>' not at a line start
+            col = rng.randint(1, len(body[0]))
+            body[0] = body[0][:col] + ">" + body[0][col:]
+        lines.extend(body)
+    text = "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+    pos = rng.randrange(len(text))
+    inserts = {"lower": lambda t: t.lower() if rng.random() < 0.5 else t[:pos] + "acdk" + t[pos:],
+               "star": "*", "digit": "1", "gap": "-", "J": "J", "gt": ">", "blank": "\n\n",
+               "comment": "\n;x\n", "space": " ", "tab": "\t", "nonascii": "\u00c4"}
+    ins = inserts.get(defect)
+    if callable(ins):
+        text = ins(text)
+    elif ins:
+        text = text[:pos] + ins + text[pos:]
+    data = text.encode()
+    if defect == "badutf8":
+        data = data[:pos] + b"\xff" + data[pos:]
+    if defect == "crlf":
+        data = data.replace(b"\n", b"\r\n")
+    if defect == "cr":
+        data = data.replace(b"\n", b"\r")
+    return data
+
+
+def test_fast_path_equals_careful_path_on_random_files(tmp_path, monkeypatch):
+    """The block fast path may only ever speed things up: on clean files, defective ones and everything
+    between, its records, their order and the first error's text equal the record-by-record path's,
+    with blocks and pieces small enough that records meet their ends."""
+    import random
+
+    from rd_interp.io import fasta
+
+    rng = random.Random(1234)
+    p = tmp_path / "r.fasta"
+    real = fasta._fast_fields
+    fast_blocks = []
+    monkeypatch.setattr(fasta, "_fast_fields", lambda *a: fast_blocks.append(r := real(*a)) or r)
+    for case in range(400):
+        data = _random_fasta(rng)
+        p.write_bytes(gzip.compress(data) if case % 10 == 0 else data)
+        kw = rng.choice([{}, {}, {"max_length": 20}, {"check_duplicates": False}])
+        monkeypatch.setattr(fasta, "_BLOCK", rng.choice([16, 64, 97, 300, 1 << 20]))
+        monkeypatch.setattr(fasta, "_PIECE", rng.choice([8, 40, 100, 1 << 17]))
+        fast = _read_all(p, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(fasta, "_fast_fields", lambda *a: None)
+            careful = _read_all(p, **kw)
+        assert fast == careful, (case, data, kw)
+    # both paths had work: many blocks were clean, many were not
+    assert sum(r is not None for r in fast_blocks) > 300 and sum(r is None for r in fast_blocks) > 300
+
+
+def test_fast_path_is_taken_for_clean_blocks(tmp_path, monkeypatch):
+    """Clean blocks, lowercase and blank lines included, go through the fast path (else it is dead code)."""
+    from rd_interp.io import fasta
+
+    p = _write(tmp_path, ">sp|P1|A_HUMAN a\nMKV\nmkv\n\n>p2 b\nMKV\n>p3\nMK\n")
+    calls = []
+    real = fasta._fast_fields
+    monkeypatch.setattr(fasta, "_fast_fields", lambda *a: calls.append(r := real(*a)) or r)
+    assert [(r.id, r.sequence, r.line) for r in read_fasta(p)] == [("P1", "MKVMKV", 1), ("p2", "MKV", 5),
+                                                                   ("p3", "MK", 7)]
+    assert calls and all(c is not None for c in calls)
+
+
+@pytest.mark.parametrize("header", [
+    "sp|P12345|NAME_HUMAN Some protein OS=Homo sapiens", "tr|A0A0B4J2F0|A0A0B4_HUMAN x", "sp|P1|",
+    "sp|P1|N ", "sp|P1|N\u2003desc\u00a0", "sp||N", "sp|broken", "sp|P 1|N", "sp|P\u20031|N", "tr|Q|\t",
+    "xsp|P1|N", "sp|P1", "B0RED7|GO:0006200,GO:0006754", " no id", "", "a", "a b ", "a\tb\x0c", "\u2003a b",
+])
+def test_fast_headers_equal_parse_headers(header):
+    from rd_interp.io import fasta
+
+    for headers in ([header], [header, "sp|P9|X y"], ["sp|P9|X y", header, "p z"]):
+        assert fasta._fast_headers("\n".join(headers)) == fasta._parse_headers(headers)

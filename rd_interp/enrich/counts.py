@@ -78,9 +78,9 @@ def sparse_product(A: sp.csr_matrix, B: sp.spmatrix) -> sp.csr_matrix:
 
 
 @njit(cache=True, nogil=True)
-def _over_represented(Ap, Aj, Ax, Bp, Bj, Bx, binary, lo, hi, min_count, N, K, n, hits):  # pragma: no cover - compiled
-    """Rows lo..hi-1 of A @ B, one dense row of sums at a time, reduced as they are made: hits[l] += number of
-    rows where column l is non-zero, and the (row - lo, column, value) entries with value >= min_count and
+def _over_represented(Ap, Aj, Bp, Bj, lo, hi, min_count, N, K, n, hits):  # pragma: no cover - compiled
+    """Rows lo..hi-1 of A @ B for 0/1 matrices (only their patterns are read), one dense row of counts at a time,
+    reduced as they are made: hits[l] += number of rows where column l is non-zero, and the (row - lo, column, value) entries with value >= min_count and
     value * N > K[row - lo] * n[column], in row order, columns ascending."""
     n_col = n.size
     sums = np.zeros(n_col, np.int64)
@@ -92,17 +92,10 @@ def _over_represented(Ap, Aj, Ax, Bp, Bj, Bx, binary, lo, hi, min_count, N, K, n
     for i in range(lo, hi):
         if Ap[i] == Ap[i + 1]:
             continue
-        if binary:  # 0/1 matrices (incidence x indicator): count, without loading the values
-            for jj in range(Ap[i], Ap[i + 1]):
-                j = Aj[jj]
-                for kk in range(Bp[j], Bp[j + 1]):
-                    sums[Bj[kk]] += 1
-        else:
-            for jj in range(Ap[i], Ap[i + 1]):
-                j = Aj[jj]
-                v = np.int64(Ax[jj])
-                for kk in range(Bp[j], Bp[j + 1]):
-                    sums[Bj[kk]] += v * Bx[kk]
+        for jj in range(Ap[i], Ap[i + 1]):
+            j = Aj[jj]
+            for kk in range(Bp[j], Bp[j + 1]):
+                sums[Bj[kk]] += 1
         if c + n_col > size:
             size = max(2 * size, c + n_col)
             term = _grown(term, c, size)
@@ -142,11 +135,10 @@ def over_represented(A: sp.csr_matrix, S: sp.csr_matrix, lo: int, hi: int, min_c
 
     Why: the null re-tests ~100 permuted study sets per SAE and needs only these. Summing each term's row
     densely and scanning it costs less than sparse_product's ordered output (kept for the real test, whose
-    records follow scipy's order) followed by six numpy passes over its entries. int32 matrices."""
+    records follow scipy's order) followed by six numpy passes over its entries. Both matrices are 0/1
+    (TermMatrix sets its data to 1, the indicator is boolean): only their patterns are read."""
     hits = np.zeros(len(n), np.int64)
-    binary = bool(np.all(A.data == 1)) and bool(np.all(S.data == 1))
-    term, lat, k = _over_represented(A.indptr, A.indices, A.data, S.indptr, S.indices, S.data, binary, int(lo),
-                                     int(hi),
+    term, lat, k = _over_represented(A.indptr, A.indices, S.indptr, S.indices, int(lo), int(hi),
                                      int(min_count), int(N), np.ascontiguousarray(K, dtype=np.int64),
                                      np.ascontiguousarray(n, dtype=np.int64), hits)
     return term, lat, k, hits

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import itertools
 import os
 import re
 import statistics
@@ -171,7 +170,7 @@ def _careful_records(name: str, src: Path, line: int, block: bytes, seen: set[st
     only takes blocks on which it would yield what this yields.
     """
     n = 0
-    for rec_line, rec_id, desc, seq in _block_records(src, line, block):
+    for rec_line, rec_id, desc, body in _block_records(src, line, block):
         if not rec_id:
             raise FastaError(f"{name}:{rec_line}: header has no id (expected '>ID description')")
         if seen is not None:
@@ -179,8 +178,7 @@ def _careful_records(name: str, src: Path, line: int, block: bytes, seen: set[st
                 first = _first_header_line(src, rec_id)
                 raise FastaError(f"{name}:{rec_line}: duplicate id {rec_id!r} (first seen at line {first})")
             seen.add(rec_id)
-        if type(seq) is bytes:
-            seq = _careful_sequence(name, src, rec_line, rec_id, seq)
+        seq = _careful_sequence(name, src, rec_line, rec_id, body)
         if not seq:
             raise FastaError(f"{name}:{rec_line}: record {rec_id!r} has no sequence (empty record)")
         if max_length is not None and len(seq) > max_length:
@@ -429,31 +427,18 @@ def _cut(pending: bytes, block: bytes) -> tuple[bytes, bytes]:
     return b"", pending + block
 
 
-#: Bytes a block's joined sequences may hold for its fast path: residue letters and the '>' between records.
-_FAST_BYTES = b"ACDEFGHIKLMNPQRSTVWYXBUZO>"
-
-
-def _block_records(src: Path, line: int, block: bytes) -> list[tuple[int, str, str, str | bytes]]:
-    """(header line, id, description, sequence) for each record of a block.
-
-    The sequence is the raw bytes of its lines when the block holds anything but uppercase residues in
-    its sequence lines (lowercase, blanks, comments, errors): the caller takes the careful path for it.
-    """
+def _block_records(src: Path, line: int, block: bytes) -> list[tuple[int, str, str, bytes]]:
+    """(header line, id, description, raw bytes of its sequence lines) for each record of a block, for the
+    careful path (_careful_records), which checks and cleans each sequence (_careful_sequence)."""
     parts = [p.partition(b"\n") for p in block[1:].split(b"\n>")]
     try:
         headers = b"\n".join([h for h, _, _ in parts]).decode("utf-8").split("\n")
     except UnicodeDecodeError:
         _locate_undecodable(src)
     bodies = [b for _, _, b in parts]
-    joined = b">".join(bodies).replace(b"\n", b"")
-    # residues only, and no '>' but the separators (one inside a sequence line would shift every later record)
-    if joined.translate(None, _FAST_BYTES) or joined.count(b">") != len(bodies) - 1:
-        seqs: list[str] | list[bytes] = bodies
-    else:
-        seqs = joined.decode("ascii").split(">")
     # a record spans its header line, its body lines, and the line end that split("\n>") removed
-    lines = itertools.accumulate([len(sep) + b.count(b"\n") + 1 for _, sep, b in parts[:-1]], initial=line)
-    return list(zip(lines, *_parse_headers(headers), seqs))
+    lines = accumulate([len(sep) + b.count(b"\n") + 1 for _, sep, b in parts[:-1]], initial=line)
+    return list(zip(lines, *_parse_headers(headers), bodies))
 
 
 def _parse_headers(headers: list[str]) -> tuple[list[str], list[str]]:

@@ -93,7 +93,7 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
         d = y.shape[1]
         out = np.empty((d, n) if transposed else (n, d), dtype=np.float32)
         map_slices(lambda a, b: _kernel(c, r, o, v, y, out, np.empty((_BLOCK, d), np.float32), a, b, transposed), n,
-                   _MIN_LATENTS_PER_THREAD)
+                   _MIN_LATENTS_PER_THREAD, _BLOCK)
         return torch.from_numpy(out)
     v = values.reshape(-1)[order].to(Y.dtype)
     with warnings.catch_warnings():
@@ -160,5 +160,5 @@ def dense_aux_products(Z: torch.Tensor, G: torch.Tensor, GZ: torch.Tensor,
     out_zg, out_gx = np.empty((m, d), np.float32), np.empty((m, d), np.float32)
     colsum = np.empty(m, np.float32)
     map_slices(lambda a, b: _dense_aux_kernel(z, g, gz, x, out_zg, out_gx, colsum, np.empty((_BLOCK, d), np.float32),
-                                              np.empty((_BLOCK, d), np.float32), a, b), m, _BLOCK)
+                                              np.empty((_BLOCK, d), np.float32), a, b), m, _BLOCK, _BLOCK)
     return torch.from_numpy(out_zg), torch.from_numpy(out_gx), torch.from_numpy(colsum)

@@ -514,3 +514,19 @@ def test_sampled_rows_dot_and_transposed_product():
         torch.set_num_threads(old)
     pat = _Pattern(idx, n - 3)  # 197 latents: the last block of 16 is partial
     assert torch.equal(pat.st_mm(vals, G, transposed=True), pat.st_mm(vals, G).t().contiguous())
+
+
+@pytest.mark.parametrize("B,m,n", [(1, 1, 1), (7, 3, 50), (300, 8, 64), (64, 32, 70_000)])
+def test_sort_by_latent_is_a_stable_csr_pattern(B, m, n):
+    """The CPU counting sort gives torch's stable argsort, bincount offsets and rows (latents that never occur,
+    repeated latents within a row, more latents than int16 holds)."""
+    from rd_interp.sae.spmm import sort_by_latent
+
+    g = torch.Generator().manual_seed(B * m)
+    idx = torch.randint(0, n, (B, m), generator=g)
+    crow, order, rows = sort_by_latent(idx, n)
+    flat = idx.reshape(-1)
+    want = torch.argsort(flat, stable=True)
+    assert torch.equal(order, want)
+    assert torch.equal(rows, want // m)
+    assert torch.equal(crow, torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(flat, minlength=n).cumsum(0)]))

@@ -27,7 +27,8 @@ from torch import nn
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.spmm import dense_aux_products, latent_sorted_product, sampled_rows_dot, uses_row_kernels
+from rd_interp.sae.spmm import (dense_aux_products, latent_sorted_product, sampled_rows_dot, sort_by_latent,
+                                uses_row_kernels)
 from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]
@@ -118,21 +119,9 @@ class _Pattern:
     """
 
     def __init__(self, idx: torch.Tensor, n: int):
-        B, m = idx.shape
-        flat = idx.reshape(-1)
-        if flat.is_cuda:
-            order = torch.argsort(flat, stable=True)
-        else:  # numpy sorts 16-bit keys stably by radix sort: ~10x its int64 sort, many times torch's
-            keys = flat.numpy().astype(np.uint16 if n <= 1 << 16 else np.int64)
-            order = torch.from_numpy(np.argsort(keys, kind="stable"))
-        self.order = order
-        self.rows_sorted = torch.div(order, m, rounding_mode="floor")
-        counts = torch.bincount(flat, minlength=n)
-        crow = torch.zeros(n + 1, dtype=torch.long, device=idx.device)
-        torch.cumsum(counts, 0, out=crow[1:])
-        self.crow = crow
-        self.flat = flat
-        self.shape = (n, B)
+        self.crow, self.order, self.rows_sorted = sort_by_latent(idx, n)
+        self.flat = idx.reshape(-1)
+        self.shape = (n, idx.shape[0])
 
     def st_mm(self, values: torch.Tensor, Y: torch.Tensor, *, transposed: bool = False) -> torch.Tensor:
         """S^T @ Y where S[b, idx[b, j]] = values[b, j]; returns [n, d] ([d, n] when `transposed`)."""
@@ -487,8 +476,10 @@ class SparseAutoencoder(nn.Module):
             vals = vals * valid
         x_hat = _decode(idx, vals, self.W_dec, pat) + self.b_dec
         active = vals.detach() > 0
-        fired = torch.zeros(n, dtype=torch.bool, device=xp.device)
-        fired[idx[active]] = True
+        # latents active in some row: inactive entries write to a spare slot n (no boolean-mask gather)
+        fired = torch.zeros(n + 1, dtype=torch.bool, device=xp.device)
+        fired[torch.where(active, idx, n)] = True
+        fired = fired[:n]
         l0 = active.sum(1).float().mean()
         sq = F.mse_loss(x_hat, xp, reduction="sum")  # one fused kernel forward and backward
         mse = sq / (B * d)

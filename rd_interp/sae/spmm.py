@@ -30,7 +30,7 @@ from numba import njit
 
 from rd_interp.sae.slices import map_slices
 
-__all__ = ["dense_aux_products", "latent_sorted_product", "sampled_rows_dot", "uses_row_kernels"]
+__all__ = ["dense_aux_products", "latent_sorted_product", "sampled_rows_dot", "sort_by_latent", "uses_row_kernels"]
 
 _MIN_LATENTS_PER_THREAD = 128
 
@@ -79,6 +79,42 @@ def _sampled_kernel(idx, G, W, out, lo, hi):  # pragma: no cover - compiled
             for c in range(d):
                 s += G[b, c] * W[r, c]
             out[b, j] = s
+
+
+@njit(cache=True, nogil=True)
+def _count_sort_kernel(flat, m, crow, order, rows):  # pragma: no cover - compiled
+    """Stable counting sort of `flat` (latent of each (row, slot) entry, row-major with m slots per row) by
+    latent: crow[l]:crow[l+1] spans latent l's entries, order[j] their flat positions, rows[j] their rows."""
+    n = crow.shape[0] - 1
+    for l in range(n + 1):
+        crow[l] = 0
+    for i in range(flat.shape[0]):
+        crow[flat[i] + 1] += 1
+    for l in range(n):
+        crow[l + 1] += crow[l]
+    nxt = crow[:-1].copy()
+    for i in range(flat.shape[0]):
+        p = nxt[flat[i]]
+        order[p] = i
+        rows[p] = i // m
+        nxt[flat[i]] = p + 1
+
+
+def sort_by_latent(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(crow [n + 1], order, rows) of the [B, m] latent index matrix idx sorted by latent, stably: the CSR
+    pattern of S^T that latent_sorted_product walks. CPU: one counting sort (O(B*m + n), one thread, ~0.3 ms
+    at 4,096 x 32: a radix argsort plus bincount, cumsum and division took ~2 ms); elsewhere torch's."""
+    B, m = idx.shape
+    flat = idx.reshape(-1)
+    if flat.device.type == "cpu":
+        crow = np.empty(n + 1, np.int64)
+        order, rows = np.empty(flat.shape[0], np.int64), np.empty(flat.shape[0], np.int64)
+        _count_sort_kernel(flat.contiguous().numpy(), m, crow, order, rows)
+        return torch.from_numpy(crow), torch.from_numpy(order), torch.from_numpy(rows)
+    order = torch.argsort(flat, stable=True)
+    crow = torch.zeros(n + 1, dtype=torch.long, device=idx.device)
+    torch.cumsum(torch.bincount(flat, minlength=n), 0, out=crow[1:])
+    return crow, order, torch.div(order, m, rounding_mode="floor")
 
 
 def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.Tensor, values: torch.Tensor,

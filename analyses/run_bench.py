@@ -101,8 +101,10 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"{r['mismatches']} mismatches in {r['records_compared']:,} records"]]
     if name == "io":
         h = r["headline"]
+        runs = len(r["fasta"]["rd_interp"].get("seconds_all", [0]))
+        med = f" (median of {runs} runs)" if runs > 1 else ""
         return [[f"FASTA reading, {r['n_sequences']:,} x {r['length']} aa", cmd,
-                 f"{h['ours_s']:.2f} s, +{h['ours_rss_growth_mb']} MB RSS",
+                 f"{h['ours_s']:.2f} s{med}, +{h['ours_rss_growth_mb']} MB RSS",
                  f"fair-esm FastaBatchedDataset {h['peer_s']:.2f} s, +{h['peer_rss_growth_mb']} MB",
                  f"{h['ratio']:.2f}x", "same records and residues"]]
     return []

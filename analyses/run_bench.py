@@ -84,7 +84,7 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
         return [[f"TopK SAE training, {r['n_train']:,} x {r['dim']}, {r['n_latents']} latents, k={r['k']}, "
                  f"{r['steps']} steps", cmd,
                  f"{_f(ours['vectors_per_s'])} vectors/s, FVU {ours['fvu']:.3f} "
-                 f"({r['step_floor_fraction']:.0%} of step floor)", peers,
+                 f"(median step: {r['step_floor_fraction']:.0%} of step floor)", peers,
                  f"{_f(r['speedup_vs_fastest_peer'], '.2f')}x vs {md(r['fastest_peer'])}",
                  f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.1e')}" + topk]]
     if name == "distill":

@@ -302,6 +302,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         bar = tqdm(total=n_steps, initial=start, unit="step", desc=f"SAE {sae_cfg.architecture}", dynamic_ncols=True)
     run_fvu = run_l0 = last_fvu = last_l0 = None
     t0 = time.perf_counter()
+    step_starts: list[float] = []  # wall clock at each step's start: the steady-state step time for benchmarks
     done_vectors = 0
     sae.train()
     share = cfg.batch_size // world.size
@@ -309,6 +310,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     # TopK/BatchTopK: the step's dense pre-activations, one block reused by every step (see model._dense_pre)
     pre_buf = torch.empty(share, sae_cfg.n_latents, device=dev) if sae_cfg.architecture != "relu" else None
     for step, n_global, block in _prefetched_batches(source, order, start, end, world, share):
+        step_starts.append(time.perf_counter())
         x = torch.from_numpy(block).to(dev, non_blocking=True)
         xp = sae.preprocess(x)
         dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
@@ -354,6 +356,9 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
+    # intervals between step starts (the last one ends with the loop), the first step left out: it loads the
+    # compiled kernels once per process
+    steps_s = np.diff([*step_starts, t0 + elapsed])[1:]
     if sae_cfg.architecture == "batchtopk" and end >= n_steps:
         sae.threshold.fill_(calibrate_threshold(sae, source, order, n_steps, cfg.threshold_batches))
     sae.eval()
@@ -361,6 +366,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     sae.provenance.train = {
         **res, "batch_size": cfg.batch_size, "seed": seed, "steps_done": end, "finished": end >= n_steps,
         "vectors_per_s_this_call": done_vectors / elapsed if elapsed > 0 and done_vectors else None,
+        "step_ms_median_this_call": float(np.median(steps_s)) * 1e3 if steps_s.size else None,
         "last_batch_fvu": last_fvu, "last_batch_l0": last_l0, "device": str(dev),
         "dead_fraction_train": float((since_fired >= res["dead_window"]).float().mean()),
         "untrained": bool(untrained), "blocks": blocks, "world_size": world.size, "backend": dist.backend(),

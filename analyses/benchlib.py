@@ -257,6 +257,11 @@ def machine(threads: int) -> dict[str, Any]:
     try:
         out["git_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or None
+        # code changed since that commit (the package or the benchmark scripts): the figures are not that commit's
+        changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                  "rd_interp", "analyses/*.py"], capture_output=True, text=True).stdout.strip()
+        if out["git_commit"] and changed:
+            out["git_commit"] += "-dirty"
     except OSError:
         out["git_commit"] = None
     return out

@@ -12,7 +12,7 @@ that while, so with one fixed slice per thread the whole call waited for the slo
 (AMD EPYC, 2 threads, B = 4,096), top-k of 4,096 latents took 20-22 ms right after the encoder's matmul
 and 15 ms 10 ms later. The caller is the OpenMP master (never spinning); with small chunks pulled from a
 shared counter the thread on the free core simply takes more of them (in a training step at 4,096 x 480 x
-4,096: top-k 22 -> 18 ms, the backward's sparse products 40-50 -> 30-35 ms, one-off timing harness).
+4,096: top-k 22 -> 18 ms, the backward's sparse products 36-46 -> 30-32 ms, one-off timing harness).
 """
 
 from __future__ import annotations

@@ -22,6 +22,14 @@ __all__ = ["over_represented", "sparse_product"]
 
 
 @njit(cache=True, nogil=True)
+def _grown(a, used, size):  # pragma: no cover - compiled
+    """A larger copy of a growing output array: its first `used` entries in an array of `size`."""
+    out = np.empty(size, a.dtype)
+    out[:used] = a[:used]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _product(Ap, Aj, Ax, Bp, Bj, Bx, n_col, cap):  # pragma: no cover - compiled
     """scipy's csr_matmat (sparsetools/csr.h) for int32 data: per row, the columns in reverse order of first
     touch, zero sums dropped; the output grows by doubling instead of being sized by a first pass. The
@@ -49,11 +57,7 @@ def _product(Ap, Aj, Ax, Bp, Bj, Bx, n_col, cap):  # pragma: no cover - compiled
                 length += new
         if nnz + length > Cj.size:
             size = max(2 * Cj.size, nnz + length)
-            Cj2 = np.empty(size, np.int32)
-            Cx2 = np.empty(size, np.int32)
-            Cj2[:nnz] = Cj[:nnz]
-            Cx2[:nnz] = Cx[:nnz]
-            Cj, Cx = Cj2, Cx2
+            Cj, Cx = _grown(Cj, nnz, size), _grown(Cx, nnz, size)
         for _ in range(length):
             s = sums[head]
             Cj[nnz] = head
@@ -79,9 +83,10 @@ def sparse_product(A: sp.csr_matrix, B: sp.spmatrix) -> sp.csr_matrix:
 
 @njit(cache=True, nogil=True)
 def _over_represented(Ap, Aj, Bp, Bj, lo, hi, min_count, N, K, n, hits):  # pragma: no cover - compiled
-    """Rows lo..hi-1 of A @ B for 0/1 matrices (only their patterns are read), one dense row of counts at a time,
-    reduced as they are made: hits[l] += number of rows where column l is non-zero, and the (row - lo, column, value) entries with value >= min_count and
-    value * N > K[row - lo] * n[column], in row order, columns ascending."""
+    """Rows lo..hi-1 of A @ B for 0/1 matrices (only their patterns are read), one dense row of counts at a
+    time, reduced as they are made: hits[l] += the number of rows where column l is non-zero, and the
+    (row - lo, column, value) entries with value >= min_count and value * N > K[row - lo] * n[column], in row
+    order, columns ascending."""
     n_col = n.size
     sums = np.zeros(n_col, np.int64)
     size = 1024
@@ -117,13 +122,6 @@ def _over_represented(Ap, Aj, Bp, Bj, lo, hi, min_count, N, K, n, hits):  # prag
                     c += s * N > Ki * n[col]
         sums[:] = 0
     return term[:c], lat[:c], k[:c]
-
-
-@njit(cache=True, nogil=True)
-def _grown(a, used, size):  # pragma: no cover - compiled
-    out = np.empty(size, a.dtype)
-    out[:used] = a[:used]
-    return out
 
 
 def over_represented(A: sp.csr_matrix, S: sp.csr_matrix, lo: int, hi: int, min_count: int, N: int,

@@ -104,7 +104,7 @@ def sort_by_latent(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     """(crow [n + 1], order, rows) of the [B, m] latent index matrix idx sorted by latent, stably: the CSR
     pattern of S^T that latent_sorted_product walks. CPU: one counting sort (O(B*m + n), one thread; 0.9 ms
     at 4,096 x 32 where a radix argsort plus bincount, cumsum and division took 1.4 ms); elsewhere torch's."""
-    B, m = idx.shape
+    m = idx.shape[1]
     flat = idx.reshape(-1)
     if flat.device.type == "cpu":
         crow = np.empty(n + 1, np.int64)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= rd_interp_demo
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all bench gpu-wheels venv clean
 
 $(BIN)/rd-interp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test-all: venv
 ## BENCH_ARGS="--only embed,sae" or "--big" for a subset or larger runs.
 bench: venv
 	$(BIN)/python analyses/run_bench.py $(BENCH_ARGS)
+
+## Wheels that the lent GPU machine lacks (it has Python 3.12 with torch, numba, scipy and transformers, and no
+## network) for analyses/gpu_check.py: fair-esm, into .whl/ (README, "GPU check").
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .whl fair-esm==2.0.0
 
 clean:
 	rm -rf $(VENV) $(OUT)

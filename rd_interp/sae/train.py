@@ -44,7 +44,7 @@ from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
 from rd_interp.sae.io import read_checkpoint
 from rd_interp.sae.model import SAEConfig, SparseAutoencoder
-from rd_interp.sae.optim import Adam
+from rd_interp.sae.optim import Adam, clip_grad_norm
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
         if constrained:
             sae.remove_parallel_decoder_grad()
         if cfg.grad_clip and cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+            clip_grad_norm(sae.parameters(), cfg.grad_clip)
         adam.step(_lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction))
         if constrained:
             sae.normalize_decoder()

@@ -530,3 +530,26 @@ def test_sort_by_latent_is_a_stable_csr_pattern(B, m, n):
     assert torch.equal(order, want)
     assert torch.equal(rows, want // m)
     assert torch.equal(crow, torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(flat, minlength=n).cumsum(0)]))
+
+
+def test_squared_error_function_equals_float64_and_mse_loss_gradient():
+    """_SquaredError: the sum of squares (float64 oracle), a's gradient equal bit for bit to F.mse_loss's,
+    b's gradient its negative when b needs one, and a second backward refused (the difference is scaled in place)."""
+    import torch.nn.functional as F
+
+    from rd_interp.sae.model import _SquaredError
+
+    g = torch.Generator().manual_seed(12)
+    a0, b0 = torch.randn(300, 17, generator=g), torch.randn(300, 17, generator=g)
+    a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    sq = _SquaredError.apply(a, b)
+    torch.testing.assert_close(sq.double(), (a0.double() - b0.double()).pow(2).sum(), rtol=1e-6, atol=0)
+    (0.37 * sq).backward(retain_graph=True)
+    ra, rb = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    (0.37 * F.mse_loss(ra, rb, reduction="sum")).backward()
+    assert torch.equal(a.grad, ra.grad) and torch.equal(b.grad, rb.grad)
+    with pytest.raises(RuntimeError):
+        sq.backward()
+    c = a0.clone().requires_grad_()
+    _SquaredError.apply(c, b0).backward()
+    assert torch.equal(c.grad, 2 * (a0 - b0))

@@ -2,9 +2,10 @@
 (learning rate changing every step, a parameter without a gradient in some steps), and optimiser states that
 load into each other."""
 
+import pytest
 import torch
 
-from rd_interp.sae.optim import Adam
+from rd_interp.sae.optim import Adam, clip_grad_norm
 
 
 def _params(seed: int) -> list[torch.nn.Parameter]:
@@ -64,3 +65,22 @@ def test_a_state_of_other_parameters_is_refused():
     adam = Adam(_params(2))
     with pytest.raises(ValueError, match="3 in 1"):
         adam.load_state_dict({"state": {}, "param_groups": [{"params": [0, 1]}]})
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
+def test_clip_grad_norm_equals_torch_bit_for_bit(max_norm):
+    """The same total norm and the same gradients as torch.nn.utils.clip_grad_norm_, clipping (1e-3) or not
+    (1e3, where ours skips the multiplication by 1); a parameter without a gradient is left alone."""
+    g = torch.Generator().manual_seed(11)
+    shapes = [(64, 33), (33,), (7, 64), (64,)]
+    ours = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours[:3], ref[:3]):
+        a.grad = torch.randn(a.shape, generator=g)
+        b.grad = a.grad.clone()
+    total = clip_grad_norm(ours, max_norm)
+    want = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    assert total == float(want)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours[:3], ref[:3])) and ours[3].grad is None
+    clipped = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in ours[:3]])))
+    assert (clipped < total) == (max_norm < total)

@@ -28,8 +28,13 @@ from torch.autograd.function import once_differentiable
 
 from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError
-from rd_interp.sae.spmm import (dense_aux_products, latent_sorted_product, sampled_rows_dot, sort_by_latent,
-                                uses_row_kernels)
+from rd_interp.sae.spmm import (
+    dense_aux_products,
+    latent_sorted_product,
+    sampled_rows_dot,
+    sort_by_latent,
+    uses_row_kernels,
+)
 from rd_interp.sae.topk import topk_ascending
 
 __all__ = ["ARCHITECTURES", "Provenance", "SAEConfig", "SparseAutoencoder"]

@@ -27,7 +27,10 @@ def test_rehearsal_on_cpu_runs_every_section(tmp_path):
     assert all(s["status"] == "ok" for s in sec.values()) and res["failed"] == []
     assert sec["embed_equal"]["fp32_vs_cpu"]["max_rel"] == 0.0 and sec["embed_equal"]["residues"] > 0
     assert sec["embed_speed"]["shapes"]["35M"]["ours_fp32_residues_per_s"] > 0
-    assert set(sec["sae_equal"]["topk"]["relative_error"]) == {"W_enc", "b_enc", "W_dec", "b_dec"}
+    grads = {k: v for k, v in sec["sae_equal"].items() if k not in ("status", "seconds")}
+    assert set(grads) == {f"{a}_{t}" for a in ("topk", "batchtopk") for t in ("float64", "float32")}
+    assert all(r["same_selection"] and set(r["relative_error"]) == {"W_enc", "b_enc", "W_dec", "b_dec"}
+               for r in grads.values())
     speed = next(iter(sec["sae_speed"].values()))["fp32"]
     assert speed["vectors_per_s"] > 0 and 0 < speed["floor_fraction"] and 0 < speed["last_batch_fvu"] < 1.5
     assert sec["distill"]["pcs"][0] == sec["distill"]["pcs"][1] > 0

@@ -9,7 +9,8 @@ rehearsed on the CPU by the tests (`--device cpu --quick`). Each section is time
   max abs difference and minimum per-residue cosine vs fp32).
 - embed_speed: residues/s of random-initialised ESM-2 shapes (35M, 150M; 650M with --big) through
   `embed_sequences`, fp32 and bf16, and of transformers' EsmModel (sdpa, weights converted from the same
-  model) on the very batches ours builds, where transformers imports.
+  model) on the very batches ours builds, where transformers imports (outputs compared on the first batch;
+  fp32 must agree to --tolerance).
 - sae_equal: one TopK and one BatchTopK training step with AuxK on the device vs the CPU, every gradient
   relative to its norm: in float64 (both generic paths, to 1e-9) and in float32 (the CPU runs rd_interp's
   numba kernels, the device torch's sparse products; to 1e-4 where both select the same latents).

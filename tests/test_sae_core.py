@@ -534,7 +534,8 @@ def test_sort_by_latent_is_a_stable_csr_pattern(B, m, n):
 
 def test_squared_error_function_equals_float64_and_mse_loss_gradient():
     """_SquaredError: the sum of squares (float64 oracle), a's gradient equal bit for bit to F.mse_loss's,
-    b's gradient its negative when b needs one, and a second backward refused (the difference is scaled in place)."""
+    b's gradient its negative when b needs one, and a second backward refused (the difference is scaled in place).
+    With add=True and b = -(the target), everything equals the subtracting form bit for bit (AuxK's use)."""
     import torch.nn.functional as F
 
     from rd_interp.sae.model import _SquaredError
@@ -542,7 +543,8 @@ def test_squared_error_function_equals_float64_and_mse_loss_gradient():
     g = torch.Generator().manual_seed(12)
     a0, b0 = torch.randn(300, 17, generator=g), torch.randn(300, 17, generator=g)
     a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
-    sq = _SquaredError.apply(a, b)
+    sq, diff = _SquaredError.apply(a, b)
+    assert torch.equal(diff, a0 - b0) and not diff.requires_grad
     torch.testing.assert_close(sq.double(), (a0.double() - b0.double()).pow(2).sum(), rtol=1e-6, atol=0)
     (0.37 * sq).backward(retain_graph=True)
     ra, rb = a0.clone().requires_grad_(), b0.clone().requires_grad_()
@@ -551,5 +553,57 @@ def test_squared_error_function_equals_float64_and_mse_loss_gradient():
     with pytest.raises(RuntimeError):
         sq.backward()
     c = a0.clone().requires_grad_()
-    _SquaredError.apply(c, b0).backward()
+    _SquaredError.apply(c, b0)[0].backward()
     assert torch.equal(c.grad, 2 * (a0 - b0))
+    # add=True: sum((a + (-b))^2) is sum((a - b)^2) in every bit, and so are both gradients
+    a2, nb = a0.clone().requires_grad_(), (-b0).requires_grad_()
+    sq2, diff2 = _SquaredError.apply(a2, nb, True)
+    assert torch.equal(sq2, _SquaredError.apply(a0, b0)[0]) and torch.equal(diff2, a0 - b0)
+    (0.37 * sq2).backward()
+    assert torch.equal(a2.grad, ra.grad) and torch.equal(nb.grad, -rb.grad)
+
+
+def test_bias_row_block_and_column_slices_change_no_bit(tmp_path):
+    """The trainer's in-place layouts give the same bits as plain tensors: W_enc and b_enc as views of one
+    block (model.bias_row_block, read by the forward's product without a copy), and S^T Y over a column slice
+    of a wider matrix (spmm._rows_with_margin: the kernel reads the first d columns of the slice's rows)."""
+    from rd_interp.sae.io import load_sae, save_sae
+    from rd_interp.sae.model import _bias_row_view, _Pattern, bias_row_block
+
+    sae = SparseAutoencoder(SAEConfig("topk", d_in=24, n_latents=64, k=4), seed=3)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        sae.b_enc.copy_(0.1 * torch.randn(64, generator=g))
+        sae.b_dec.copy_(0.2 * torch.randn(24, generator=g))
+    x = torch.randn(200, 24, generator=g)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[::4] = True
+
+    def step():
+        sae.zero_grad()
+        out = sae.train_forward(x, dead_mask=dead, k_aux=6)
+        (out["loss"] + out["aux"]).backward()
+        return out["x_hat"], {n: p.grad.clone() for n, p in sae.named_parameters()}
+
+    assert _bias_row_view(sae.W_enc, sae.b_enc) is None
+    want_hat, want = step()
+    W0, b0 = sae.W_enc.detach().clone(), sae.b_enc.detach().clone()
+    params = list(sae.parameters())
+    with bias_row_block(sae):
+        assert sae.W_enc.untyped_storage().data_ptr() == sae.b_enc.untyped_storage().data_ptr()
+        assert torch.equal(_bias_row_view(sae.W_enc, sae.b_enc), torch.cat([W0, b0[None]]))
+        got_hat, got = step()
+    assert list(sae.parameters()) == params and torch.equal(sae.W_enc, W0) and torch.equal(sae.b_enc, b0)
+    assert sae.W_enc.untyped_storage().data_ptr() != sae.b_enc.untyped_storage().data_ptr()
+    assert torch.equal(got_hat, want_hat) and all(torch.equal(got[n], want[n]) for n in want)
+    save_sae(sae, tmp_path / "s")  # safetensors refuses shared storage: none is left
+    assert torch.equal(load_sae(tmp_path / "s").W_enc, W0)
+
+    B, n, k, d = 300, 80, 5, 24
+    idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(B)]).sort(1).values
+    vals, wide = torch.randn(B, k, generator=g), torch.randn(B, d + 3, generator=g)
+    pat = _Pattern(idx, n)
+    for Y in (wide[:, :d], wide[:, 3:]):  # the second's rows would run past the storage: a copy is read
+        assert not Y.is_contiguous()
+        for t in (False, True):
+            assert torch.equal(pat.st_mm(vals, Y, transposed=t), pat.st_mm(vals, Y.contiguous(), transposed=t))

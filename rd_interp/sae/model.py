@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -243,28 +244,35 @@ class _DenseAux(torch.autograd.Function):
 
 
 class _SquaredError(torch.autograd.Function):
-    """sum((a - b)^2) over all entries (b: the batch, or AuxK's detached residual).
+    """(sum((a - b)^2), a - b), or with `add` (sum((a + b)^2), a + b); b: the batch, or AuxK's detached target.
 
     The difference is kept for the backward, which scales it in place into a's gradient: one pass and one
     [B, d] block each way. F.mse_loss(reduction="sum") writes the squares to a block of their own before summing
     them and forms the difference again in its backward: at 4,096 x 480 on 2 threads (torch profiler, 25
     training steps) 4.4 ms per step against 1.8 ms here. The sum is a float32 dot product: only the reported
-    loss depends on it, not the gradient (which is 2 (a - b) g, as F.mse_loss's).
+    loss depends on it, not the gradient (which is 2 (a - b) g, as F.mse_loss's). The difference is returned
+    too (not differentiable, and valid only until the backward): the main loss's x_hat - x is AuxK's residual
+    with its sign flipped, and AuxK's target enters with `add`, saving a [B, d] pass (x - (-r) equals x + r bit
+    for bit).
     """
 
     @staticmethod
-    def forward(ctx, a, b):
-        diff = a - b
+    def forward(ctx, a, b, add=False):
+        diff = a + b if add else a - b
         ctx.save_for_backward(diff)
+        ctx.mark_non_differentiable(diff)
+        ctx.add = add
         flat = diff.reshape(-1)
-        return torch.dot(flat, flat)
+        return torch.dot(flat, flat), diff
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):
+    def backward(ctx, grad, _):
         (diff,) = ctx.saved_tensors  # unpacked before the in-place scaling: a second backward raises
         g = diff.mul_(2 * grad)
-        return g, (-g if ctx.needs_input_grad[1] else None)
+        if not ctx.needs_input_grad[1]:
+            return g, None, None
+        return g, (g if ctx.add else -g), None
 
 
 def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern: _Pattern) -> torch.Tensor:
@@ -276,20 +284,56 @@ def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern:
     return _DecoderGrad.apply(x_hat, W_dec, vals.detach(), pattern)
 
 
-def _dense_pre(xc: torch.Tensor, W_enc: torch.Tensor, bias: torch.Tensor,
-               out: torch.Tensor | None) -> torch.Tensor:
-    """xc @ W_enc + bias as ONE matrix product, written into `out` when it fits.
+def _dense_pre(xp: torch.Tensor, b_dec: torch.Tensor, W_enc: torch.Tensor, bias: torch.Tensor,
+               out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(xc @ W_enc + bias, xc) with xc = xp - b_dec, the product as ONE matrix product written into `out` when
+    it fits.
 
     The bias rides along as an extra input column of ones: addmm would first broadcast it into the
     [B, n] output (a full extra pass over the largest array of the step), and a freshly allocated
     [B, n] block is page-faulted in again on every step; together ~25% of a CPU step at 480 x 4096.
+    xc is written straight into the first d columns of that [B, d + 1] input (returned as a view of them),
+    and when the bias is stored as the row right after W_enc (see `bias_row_block`) the [d + 1, n] weight is
+    a view too: no copy of either operand per step.
     """
-    B, n = xc.shape[0], W_enc.shape[1]
-    xa = torch.cat([xc, xc.new_ones(B, 1)], dim=1)
-    Wa = torch.cat([W_enc, bias.reshape(1, n)], dim=0)
+    B, d = xp.shape
+    n = W_enc.shape[1]
+    xa = xp.new_empty(B, d + 1)
+    xc = torch.sub(xp, b_dec, out=xa[:, :d])
+    xa[:, d] = 1.0
+    Wa = _bias_row_view(W_enc, bias)
+    if Wa is None:
+        Wa = torch.cat([W_enc, bias.reshape(1, n)], dim=0)
     if out is not None and (out.shape != (B, n) or out.dtype != xa.dtype or out.device != xa.device):
         out = None
-    return torch.mm(xa, Wa, out=out) if out is not None else torch.mm(xa, Wa)
+    return (torch.mm(xa, Wa, out=out) if out is not None else torch.mm(xa, Wa)), xc
+
+
+def _bias_row_view(W: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+    """[W; bias] as a view when `bias` is stored right after the contiguous [d, n] W, else None."""
+    d, n = W.shape
+    if (W.is_contiguous() and bias.is_contiguous() and bias.dtype == W.dtype and bias.numel() == n
+            and bias.device == W.device and bias.untyped_storage().data_ptr() == W.untyped_storage().data_ptr()
+            and bias.data_ptr() == W.data_ptr() + d * n * W.element_size()):
+        return W.detach().as_strided((d + 1, n), (n, 1))
+    return None
+
+
+@contextmanager
+def bias_row_block(sae: SparseAutoencoder) -> Iterator[None]:
+    """While inside, W_enc and b_enc are views of one [d + 1, n] block (b_enc its last row), so the training
+    forward's product reads them in place (_dense_pre) instead of stacking a copy of 8 MB at 480 x 4,096 on
+    every step. The Parameters stay the same objects (the optimiser's state still refers to them) and keep
+    their values; on leaving, each gets storage of its own again (safetensors refuses shared storage)."""
+    W, b = sae.W_enc, sae.b_enc
+    with torch.no_grad():
+        block = torch.cat([W.detach(), b.detach().reshape(1, -1)], dim=0)
+        W.data, b.data = block[:-1], block[-1]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            W.data, b.data = W.data.clone(), b.data.clone()
 
 
 def _pad_rows(flat_idx: torch.Tensor, B: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,7 +431,7 @@ class SparseAutoencoder(nn.Module):
     # -- core (pre-processed space) ------------------------------------------------------------
     def _pre(self, xp: torch.Tensor) -> torch.Tensor:
         """Pre-activations, computed as in training (one product with the bias folded in, see _dense_pre)."""
-        return _dense_pre(xp - self.b_dec, self.W_enc, self.b_enc, None)
+        return _dense_pre(xp, self.b_dec, self.W_enc, self.b_enc, None)[0]
 
     def _activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Dense latents from pre-activations, inference form (BatchTopK uses the fixed threshold)."""
@@ -479,19 +523,19 @@ class SparseAutoencoder(nn.Module):
             z = F.relu(pre)
             norms = self.W_dec.norm(dim=1)
             x_hat = z @ self.W_dec + self.b_dec
-            sq = _SquaredError.apply(x_hat, xp)
+            sq = _SquaredError.apply(x_hat, xp)[0]
             mse = sq / (B * d)
             l1 = (z * norms).sum(1).mean() / d
             fired = (z > 0).any(0)
             return {"loss": mse + self.cfg.l1_coeff * l1, "mse": mse, "aux": mse.new_zeros(()), "l1": l1,
                     "x_hat": x_hat.detach(), "fired": fired, "l0": (z > 0).sum(1).float().mean()}
         with torch.no_grad():
-            xc = xp - self.b_dec
             if autocast and xp.is_cuda:
+                xc = xp - self.b_dec
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     pre_d = (xc @ self.W_enc).float() + self.b_enc
             else:
-                pre_d = _dense_pre(xc, self.W_enc, self.b_enc, pre_out)
+                pre_d, xc = _dense_pre(xp, self.b_dec, self.W_enc, self.b_enc, pre_out)
         out: dict[str, torch.Tensor] = {}
         if arch == "topk":
             _, idx = topk_ascending(pre_d, k)
@@ -512,7 +556,7 @@ class SparseAutoencoder(nn.Module):
         fired[torch.where(active, idx, n)] = True
         fired = fired[:n]
         l0 = active.sum(1).float().mean()
-        sq = _SquaredError.apply(x_hat, xp)
+        sq, neg_residual = _SquaredError.apply(x_hat, xp)  # neg_residual = x_hat - xp, until the backward
         mse = sq / (B * d)
         aux = mse.new_zeros(())
         if dead_mask is not None and k_aux > 0:
@@ -522,7 +566,6 @@ class SparseAutoencoder(nn.Module):
                 # Top-ka among the dead latents only: a [B, n_dead] block instead of masking and
                 # re-ranking all n latents (when every dead latent is selected, no ranking at all).
                 dead_idx = torch.nonzero(dead_mask).squeeze(1)
-                e = (xp - x_hat).detach()
                 if n_dead <= _DENSE_AUX_RATIO * ka:
                     # the ka largest are kept by dropping the n_dead - ka smallest (a short ranking)
                     drop = topk_ascending(pre_d.index_select(1, dead_idx).neg_(), n_dead - ka)[1] if ka < n_dead else None
@@ -533,17 +576,20 @@ class SparseAutoencoder(nn.Module):
                     apat = _Pattern(aidx, n)
                     avals = F.relu(_GatherPre.apply(pre_d, xc, self.W_enc, self.b_enc, self.b_dec, aidx, apat))
                     e_hat = _decode(aidx, avals, self.W_dec, apat)
-                # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2).
+                # Normalised by the residual's variance so the term is scale-free (Gao et al. App. A.2); the
+                # variance of neg_residual, the residual e = xp - x_hat negated, is e's bit for bit.
+                r = neg_residual
                 if group_sum is None:
-                    denom = ((e - e.mean(0)).pow(2).sum() / B).clamp_min(1e-12)  # torch.var(dim=0) is slower
+                    denom = ((r - r.mean(0)).pow(2).sum() / B).clamp_min(1e-12)  # torch.var(dim=0) is slower
                 else:  # the global batch's variance from summed moments (float64: no cancellation)
-                    e64 = e.double()
-                    mom = group_sum(torch.cat([e64.sum(0), e64.pow(2).sum().reshape(1),
-                                               e64.new_tensor([float(B)])]))
+                    r64 = r.double()
+                    mom = group_sum(torch.cat([r64.sum(0), r64.pow(2).sum().reshape(1),
+                                               r64.new_tensor([float(B)])]))
                     n_all = mom[-1]
                     var = (mom[-2] - mom[:-2].pow(2).sum() / n_all) / n_all
-                    denom = var.to(e.dtype).clamp_min(1e-12)
-                aux = torch.nan_to_num(_SquaredError.apply(e_hat, e) / B / denom, nan=0.0)
+                    denom = var.to(r.dtype).clamp_min(1e-12)
+                # sum((e_hat - e)^2) as sum((e_hat + neg_residual)^2): the same sums, one [B, d] pass fewer
+                aux = torch.nan_to_num(_SquaredError.apply(e_hat, r, True)[0] / B / denom, nan=0.0)
         out.update(loss=mse, mse=mse, aux=aux, x_hat=x_hat.detach(), fired=fired, l0=l0)
         return out
 

@@ -43,8 +43,8 @@ def _kernel(crow, rows, order, vals, Y, out, acc, lo, hi, transposed):  # pragma
     """Row l of S^T Y = sum over j in crow[l]:crow[l+1] of vals[order[j]] * Y[rows[j]], for latents lo <= l < hi,
     into out[l] or, when `transposed`, out[:, l] (the encoder's weight is [d, n]; a separate transpose of the
     [n, d] product cost more than the product). Latents are summed _BLOCK at a time into `acc` [_BLOCK, d]
-    so a transposed block writes whole lines."""
-    d = Y.shape[1]
+    so a transposed block writes whole lines. Y may have more than d columns (the first d are read)."""
+    d = acc.shape[1]
     for l0 in range(lo, hi, _BLOCK):
         nb = min(_BLOCK, hi - l0)
         for t in range(nb):
@@ -123,10 +123,10 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
     its transpose [d, n] (contiguous) when `transposed`."""
     n = shape[0]
     if Y.device.type == "cpu" and Y.dtype == torch.float32 and values.dtype == torch.float32 and Y.ndim == 2:
-        y = Y.detach().contiguous().numpy()
+        d = Y.shape[1]
+        y = _rows_with_margin(Y.detach()).numpy()
         v = values.detach().reshape(-1).contiguous().numpy()
         c, r, o = crow.numpy(), rows.numpy(), order.numpy()
-        d = y.shape[1]
         out = np.empty((d, n) if transposed else (n, d), dtype=np.float32)
         map_slices(lambda a, b: _kernel(c, r, o, v, y, out, np.empty((_BLOCK, d), np.float32), a, b, transposed), n,
                    _MIN_LATENTS_PER_THREAD, _BLOCK)
@@ -137,6 +137,18 @@ def latent_sorted_product(crow: torch.Tensor, rows: torch.Tensor, order: torch.T
         S = torch.sparse_csr_tensor(crow, rows, v, size=shape, check_invariants=False)
     out = S @ Y
     return out.t().contiguous() if transposed else out
+
+
+def _rows_with_margin(Y: torch.Tensor) -> torch.Tensor:
+    """A contiguous [B, >= d] matrix whose first d columns are Y: Y's own rows with whatever follows them when
+    Y is a column slice of a contiguous matrix (the training forward's xc, model._dense_pre), else a copy."""
+    B, d = Y.shape
+    if Y.is_contiguous() or B == 0 or Y.stride(1) != 1 or Y.stride(0) < d:
+        return Y.contiguous()
+    width = Y.stride(0)
+    if Y.storage_offset() + B * width > Y.untyped_storage().nbytes() // Y.element_size():
+        return Y.contiguous()
+    return Y.as_strided((B, width), (width, 1))
 
 
 _MIN_ROWS_PER_THREAD = 256

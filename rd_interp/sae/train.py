@@ -43,7 +43,7 @@ from rd_interp.io.options import opt
 from rd_interp.io.serialize import ConfigError, to_dict
 from rd_interp.sae.data import BatchOrder, DataSource, as_source, columns_to_json
 from rd_interp.sae.io import read_checkpoint
-from rd_interp.sae.model import SAEConfig, SparseAutoencoder
+from rd_interp.sae.model import SAEConfig, SparseAutoencoder, bias_row_block
 from rd_interp.sae.optim import Adam, clip_grad_norm
 
 log = logging.getLogger(__name__)
@@ -309,50 +309,52 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
     group_sum = dist.all_reduce_sum if world.distributed else None
     # TopK/BatchTopK: the step's dense pre-activations, one block reused by every step (see model._dense_pre)
     pre_buf = torch.empty(share, sae_cfg.n_latents, device=dev) if sae_cfg.architecture != "relu" else None
-    for step, n_global, block in _prefetched_batches(source, order, start, end, world, share):
-        step_starts.append(time.perf_counter())
-        x = torch.from_numpy(block).to(dev, non_blocking=True)
-        xp = sae.preprocess(x)
-        dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
-        out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
-                                pre_out=pre_buf)
-        loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
-        adam.zero_grad()
-        loss.backward()
-        if world.distributed:
-            _average_gradients(sae, world.size)
-        constrained = sae_cfg.architecture != "relu"
-        if constrained:
-            sae.remove_parallel_decoder_grad()
-        if cfg.grad_clip and cfg.grad_clip > 0:
-            clip_grad_norm(sae.parameters(), cfg.grad_clip)
-        adam.step(_lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction))
-        if constrained:
-            sae.normalize_decoder()
-        with torch.no_grad():
-            fired = out["fired"]
-            if world.distributed:  # a latent fired if it fired on any rank
-                fired = dist.all_reduce_sum(fired.to(torch.int32)) > 0
-            since_fired += n_global
-            since_fired[fired] = 0
-        done_vectors += n_global
-        if bar is not None or step == end - 1:
-            with torch.no_grad():  # float64 sums: a float32 sum's last bit depends on how threads split it
-                x64 = xp.double()
-                sst = (x64 - x64.mean(0)).pow(2).sum()
-                last_fvu = float((x64 - out["x_hat"].double()).pow(2).sum() / sst.clamp_min(1e-30))
-            last_l0 = float(out["l0"])
-            if bar is not None:  # the bar's running means see every step; the record only the last batch
-                run_fvu = last_fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * last_fvu
-                run_l0 = last_l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * last_l0
-                bar.update(1)
-                if (step - start) % 5 == 0 or step == end - 1:
-                    el = time.perf_counter() - t0
-                    bar.set_postfix(vec_s=f"{done_vectors / max(el, 1e-9):.0f}", fvu=f"{run_fvu:.4f}",
-                                    l0=f"{run_l0:.1f}",
-                                    dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
-        if ckpt_path is not None and world.is_main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
-            _save_checkpoint(ckpt_path, sae, adam, since_fired, step + 1, fingerprint)
+    # W_enc and b_enc in one block while training: the forward's product reads both in place (model._dense_pre)
+    with bias_row_block(sae):
+        for step, n_global, block in _prefetched_batches(source, order, start, end, world, share):
+            step_starts.append(time.perf_counter())
+            x = torch.from_numpy(block).to(dev, non_blocking=True)
+            xp = sae.preprocess(x)
+            dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
+            out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
+                                    pre_out=pre_buf)
+            loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
+            adam.zero_grad()
+            loss.backward()
+            if world.distributed:
+                _average_gradients(sae, world.size)
+            constrained = sae_cfg.architecture != "relu"
+            if constrained:
+                sae.remove_parallel_decoder_grad()
+            if cfg.grad_clip and cfg.grad_clip > 0:
+                clip_grad_norm(sae.parameters(), cfg.grad_clip)
+            adam.step(_lr_at(step, n_steps, res["lr"], res["warmup_steps"], cfg.decay_fraction))
+            if constrained:
+                sae.normalize_decoder()
+            with torch.no_grad():
+                fired = out["fired"]
+                if world.distributed:  # a latent fired if it fired on any rank
+                    fired = dist.all_reduce_sum(fired.to(torch.int32)) > 0
+                since_fired += n_global
+                since_fired[fired] = 0
+            done_vectors += n_global
+            if bar is not None or step == end - 1:
+                with torch.no_grad():  # float64 sums: a float32 sum's last bit depends on how threads split it
+                    x64 = xp.double()
+                    sst = (x64 - x64.mean(0)).pow(2).sum()
+                    last_fvu = float((x64 - out["x_hat"].double()).pow(2).sum() / sst.clamp_min(1e-30))
+                last_l0 = float(out["l0"])
+                if bar is not None:  # the bar's running means see every step; the record only the last batch
+                    run_fvu = last_fvu if run_fvu is None else 0.9 * run_fvu + 0.1 * last_fvu
+                    run_l0 = last_l0 if run_l0 is None else 0.9 * run_l0 + 0.1 * last_l0
+                    bar.update(1)
+                    if (step - start) % 5 == 0 or step == end - 1:
+                        el = time.perf_counter() - t0
+                        bar.set_postfix(vec_s=f"{done_vectors / max(el, 1e-9):.0f}", fvu=f"{run_fvu:.4f}",
+                                        l0=f"{run_l0:.1f}",
+                                        dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
+            if ckpt_path is not None and world.is_main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+                _save_checkpoint(ckpt_path, sae, adam, since_fired, step + 1, fingerprint)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t0
@@ -452,7 +454,9 @@ def calibrate_threshold(sae: SparseAutoencoder, source: DataSource, order: Batch
 
 
 def _save_checkpoint(path: Path, sae, adam: Adam, since_fired, step, fingerprint) -> None:
-    state = {"model": sae.state_dict(), "optimizer": adam.state_dict(), "since_fired": since_fired.cpu(),
+    # cloned: during training W_enc and b_enc are views of one block (model.bias_row_block); the checkpoint keeps
+    # each tensor on a storage of its own
+    state = {"model": {k: v.clone() for k, v in sae.state_dict().items()}, "optimizer": adam.state_dict(), "since_fired": since_fired.cpu(),
              "step": int(step), "fingerprint": fingerprint,
              "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:

@@ -599,11 +599,17 @@ def test_bias_row_block_and_column_slices_change_no_bit(tmp_path):
     save_sae(sae, tmp_path / "s")  # safetensors refuses shared storage: none is left
     assert torch.equal(load_sae(tmp_path / "s").W_enc, W0)
 
-    B, n, k, d = 300, 80, 5, 24
+    B, n, k, d = 300, 700, 5, 24  # 700 latents: two threads, blocks of 64 with a partial last one
     idx = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(B)]).sort(1).values
     vals, wide = torch.randn(B, k, generator=g), torch.randn(B, d + 3, generator=g)
     pat = _Pattern(idx, n)
-    for Y in (wide[:, :d], wide[:, 3:]):  # the second's rows would run past the storage: a copy is read
-        assert not Y.is_contiguous()
-        for t in (False, True):
-            assert torch.equal(pat.st_mm(vals, Y, transposed=t), pat.st_mm(vals, Y.contiguous(), transposed=t))
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for Y in (wide[:, :d], wide[:, 3:]):  # the second's rows would run past the storage: a copy is read
+            assert not Y.is_contiguous()
+            plain = pat.st_mm(vals, Y)
+            assert torch.equal(plain, pat.st_mm(vals, Y.contiguous()))
+            assert torch.equal(pat.st_mm(vals, Y, transposed=True), plain.t().contiguous())
+    finally:
+        torch.set_num_threads(old)

@@ -76,3 +76,13 @@ def test_results_file_renders(tmp_path):
         pytest.skip("no results file yet")
     table = run_bench.markdown(json.loads(files[-1].read_text()))
     assert table.count("\n| ") >= 3
+
+
+def test_header_states_the_gemm_ceiling_of_the_run():
+    """The machine's speed during the run (the embedding benchmark's GEMM ceiling readings) is in the header when
+    that benchmark ran, and absent (not invented) when it did not."""
+    base = {"date": "2026-01-02", "machine": {"cpu_model": "c", "cpu_count": 2, "torch": "2"}}
+    embed = {"error": "exit 1", "gemm_ceiling_start": {"gflops": 140.64}, "gemm_ceiling_end": {"gflops": 156.0}}
+    text = run_bench.markdown({**base, "benchmarks": {"embed": embed}})
+    assert "140.6 GFLOP/s at its start and 156.0 at its end" in text
+    assert "GFLOP/s" not in run_bench.markdown({**base, "benchmarks": {"enrich": {"error": "x"}}})

@@ -284,10 +284,12 @@ def _decode(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor, pattern:
     return _DecoderGrad.apply(x_hat, W_dec, vals.detach(), pattern)
 
 
+@torch.no_grad()
 def _dense_pre(xp: torch.Tensor, b_dec: torch.Tensor, W_enc: torch.Tensor, bias: torch.Tensor,
                out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(xc @ W_enc + bias, xc) with xc = xp - b_dec, the product as ONE matrix product written into `out` when
-    it fits.
+    it fits. Without autograd (its writes into views would refuse it): training's gradients go through
+    _GatherPre's sparse backward, inference needs none.
 
     The bias rides along as an extra input column of ones: addmm would first broadcast it into the
     [B, n] output (a full extra pass over the largest array of the step), and a freshly allocated

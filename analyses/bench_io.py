@@ -59,8 +59,7 @@ def run_probe(which: str, path: Path) -> dict:
 
 def _median_run(rs: list[dict]) -> dict:
     """The run with the median time (the lower middle one for an even count), with every run's seconds."""
-    mid = sorted(rs, key=lambda r: r["seconds"])[(len(rs) - 1) // 2]
-    return {**mid, "seconds_all": [r["seconds"] for r in rs]}
+    return {**benchlib.median_item(rs, key=lambda r: r["seconds"]), "seconds_all": [r["seconds"] for r in rs]}
 
 
 def main() -> None:

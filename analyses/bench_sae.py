@@ -454,7 +454,7 @@ def main() -> int:
     # the floor's median (over its repeats; the middle of the rounds' floors) over our median step (steps 2..N of
     # each fit; the middle of the fits): one statistic on both sides. Also kept: the best floor over the whole
     # fit's mean step (the first step included), the stricter and noisier figure of earlier results files.
-    floor = sorted(floors, key=lambda f: f["floor_ms"])[(len(floors) - 1) // 2]
+    floor = benchlib.median_item(floors, key=lambda f: f["floor_ms"])
     floor_frac = floor["floor_ms"] / ours["step_ms"]
     floor_min = min(f["floor_min_ms"] for f in floors)
     floor_frac_min_mean = floor_min / ours["step_ms_mean"]

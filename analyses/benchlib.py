@@ -319,6 +319,12 @@ def median(xs: list[float]) -> float:
     return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
 
 
+def median_item(items: list, key: Callable[[Any], float]) -> Any:
+    """The item whose key is the median (the lower middle one for an even count): a whole run's record, not
+    an average of two runs."""
+    return sorted(items, key=key)[(len(items) - 1) // 2]
+
+
 def gemm_ceiling(shapes: list[tuple[int, int, int]], threads: int, seconds: float = 0.6,
                  dtype: str = "float32") -> dict[str, Any]:
     """Best GFLOP/s of torch.mm over `shapes` (M, K, N) on this machine now, with `threads` threads.

@@ -316,8 +316,8 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
             x = torch.from_numpy(block).to(dev, non_blocking=True)
             xp = sae.preprocess(x)
             dead = since_fired >= res["dead_window"] if res["aux_k"] > 0 else None
-            out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast, group_sum=group_sum,
-                                    pre_out=pre_buf)
+            out = sae.train_forward(xp, dead_mask=dead, k_aux=res["aux_k"], autocast=cfg.autocast,
+                                    group_sum=group_sum, pre_out=pre_buf)
             loss = out["loss"] + cfg.aux_coeff * out["aux"]  # ReLU: out["loss"] already holds the L1 term
             adam.zero_grad()
             loss.backward()
@@ -353,7 +353,8 @@ def _train(source: DataSource, sae_cfg: SAEConfig, cfg: TrainConfig, *, columns:
                         bar.set_postfix(vec_s=f"{done_vectors / max(el, 1e-9):.0f}", fvu=f"{run_fvu:.4f}",
                                         l0=f"{run_l0:.1f}",
                                         dead=f"{float((since_fired >= res['dead_window']).float().mean()):.3f}")
-            if ckpt_path is not None and world.is_main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end):
+            due = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end
+            if ckpt_path is not None and world.is_main and due:
                 _save_checkpoint(ckpt_path, sae, adam, since_fired, step + 1, fingerprint)
     if bar is not None:
         bar.close()
@@ -456,8 +457,8 @@ def calibrate_threshold(sae: SparseAutoencoder, source: DataSource, order: Batch
 def _save_checkpoint(path: Path, sae, adam: Adam, since_fired, step, fingerprint) -> None:
     # cloned: during training W_enc and b_enc are views of one block (model.bias_row_block); the checkpoint keeps
     # each tensor on a storage of its own
-    state = {"model": {k: v.clone() for k, v in sae.state_dict().items()}, "optimizer": adam.state_dict(), "since_fired": since_fired.cpu(),
-             "step": int(step), "fingerprint": fingerprint,
+    state = {"model": {k: v.clone() for k, v in sae.state_dict().items()}, "optimizer": adam.state_dict(),
+             "since_fired": since_fired.cpu(), "step": int(step), "fingerprint": fingerprint,
              "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -13,7 +13,9 @@ Models: the shipped `mini-L` and a random-initialised ESM-2 35M shape (12 layers
 fair-esm format and loaded through the same loader as real weights). The machine's fp32 GEMM ceiling is
 measured in the same run (torch.mm at the model's GEMM shapes and a square one); the roofline time is the
 model's useful FLOPs (linear layers and attention products on real tokens only; padding not counted)
-at that ceiling, and we report roofline time / our time.
+at that ceiling, and we report roofline time / our time. One profiled pass of our forward then splits its
+time into the linear layers' GEMMs, attention and the rest, each part's speed against the ceiling: what keeps
+the whole from the roofline.
 
     python analyses/bench_embed.py                      # both models, ~8 min on 2 shared cores
     python analyses/bench_embed.py --bf16               # also the optional bf16 CPU path, with its deviation
@@ -168,11 +170,47 @@ def token_batches(seqs: list[str], alphabet, max_tokens: int, with_groups: bool 
     return batches, order
 
 
-def useful_flops(lengths: list[int], n_layers: int, C: int, ffn: int) -> float:
-    """Matmul FLOPs on real tokens (BOS/EOS included): q,k,v,o (8C^2), FFN (4C*ffn) and attention (4CT)."""
+def flops_by_part(lengths: list[int], n_layers: int, C: int, ffn: int) -> dict[str, float]:
+    """Matmul FLOPs on real tokens (BOS/EOS included) of the linear layers (q,k,v,o 8C^2 and FFN 4C*ffn per
+    token) and of attention's two products (4CT per token of a length-T protein)."""
     T = np.asarray(lengths, dtype=np.float64) + 2
-    per_layer = (8.0 * C * C + 4.0 * C * ffn) * T.sum() + 4.0 * C * (T * T).sum()
-    return float(n_layers * per_layer)
+    return {"linear": float(n_layers * (8.0 * C * C + 4.0 * C * ffn) * T.sum()),
+            "attention": float(n_layers * 4.0 * C * (T * T).sum())}
+
+
+def useful_flops(lengths: list[int], n_layers: int, C: int, ffn: int) -> float:
+    """All matmul FLOPs on real tokens (flops_by_part summed): the roofline's numerator."""
+    return sum(flops_by_part(lengths, n_layers, C, ffn).values())
+
+
+#: Profiler op names of each part of our forward (self time, so a wrapper never counts its kernel twice).
+_LINEAR_OPS = frozenset({"aten::addmm", "aten::addmm_", "aten::mm"})
+
+
+def time_breakdown(run, lengths: list[int], n_layers: int, C: int, ffn: int, gflops_ceiling: float) -> dict:
+    """Where one pass of `run` (our forward over the proteins) spends its time, by torch's profiler: the
+    linear layers' GEMMs, attention (the fused SDPA kernel) and the rest (norms, GELU, rotary, copies, Python),
+    with the speed of each part against the machine's fp32 GEMM ceiling. This says which part keeps the
+    whole forward from the roofline. The profiled pass is a little slower than an unprofiled one."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+    secs = {"linear": 0.0, "attention": 0.0}
+    for ev in prof.key_averages():
+        part = "linear" if ev.key in _LINEAR_OPS else "attention" if "scaled_dot_product" in ev.key else None
+        if part:
+            secs[part] += ev.self_cpu_time_total / 1e6
+    flops = flops_by_part(lengths, n_layers, C, ffn)
+    out: dict = {"wall_s": round(wall, 3), "other_s": round(max(0.0, wall - sum(secs.values())), 3)}
+    for part, s in secs.items():
+        rate = flops[part] / s / 1e9 if s > 0 else None
+        out[part] = {"seconds": round(s, 3), "share_of_time": round(s / wall, 3), "gflop": round(flops[part] / 1e9, 2),
+                     "gflops": None if rate is None else round(rate, 1),
+                     "fraction_of_ceiling": None if rate is None else round(rate / gflops_ceiling, 3)}
+    return out
 
 
 def compare(ours: np.ndarray, ref: np.ndarray) -> dict:
@@ -294,6 +332,8 @@ def bench_model(label: str, ckpt: str, residues: int, args, worker_py: str, tmp:
     if "fair-esm" in rps:
         res["speedup_vs_fair_esm"] = round(rps["ours"] / rps["fair-esm"], 3)
         res["ours_vs_fair_esm"] = compare(out_ours, out_esm)
+    res["time_breakdown"] = bd = time_breakdown(lambda: [u() for u in units["ours"]], [len(s) for s in seqs], L, C,
+                                                ffn, gflops)
     tol = args.tolerance
     res["outputs_equal"] = bool(res["ours_vs_transformers"]["max_rel"] < tol
                                 and res.get("ours_vs_fair_esm", {"max_rel": 0})["max_rel"] < tol)
@@ -305,6 +345,11 @@ def bench_model(label: str, ckpt: str, residues: int, args, worker_py: str, tmp:
           + (f", vs fair-esm loop {res['speedup_vs_fair_esm']:.2f}x" if "fair-esm" in rps else ""))
     print(f"  roofline ({flops / 1e9:.1f} useful GFLOP at {gflops:.1f} GFLOP/s = {roof_s:.2f} s): ours "
           f"{res['roofline_fraction']:.1%}, transformers {res['transformers_roofline_fraction']:.1%}")
+    print(f"  where our time goes (one profiled pass, {bd['wall_s']:.2f} s): "
+          + "; ".join(f"{p} {bd[p]['seconds']:.2f} s ({bd[p]['share_of_time']:.0%}) at {bd[p]['gflops']} GFLOP/s "
+                      f"= {bd[p]['fraction_of_ceiling']:.0%} of the ceiling" for p in ("linear", "attention")
+                      if bd[p]["gflops"] is not None)
+          + f"; other {bd['other_s']:.2f} s")
     print(f"  ours vs transformers: max abs {res['ours_vs_transformers']['max_abs']:.2e}, max rel "
           f"{res['ours_vs_transformers']['max_rel']:.2e}, min cosine {res['ours_vs_transformers']['min_cosine']:.7f}"
           + (f"; vs fair-esm max rel {res['ours_vs_fair_esm']['max_rel']:.2e}" if "fair-esm" in rps else ""))

@@ -11,7 +11,8 @@ with one formula from each tool's reconstructions; ours and sparsify are run twi
 per-step floor (dense encoder matmul + top-k on one batch, by the faster of torch.topk and our kernel,
 which our training uses; median of 7) against our median training step (steps 2..N; the first loads
 the compiled kernels), and the decoder forward+backward with embedding_bag autograd vs our decoder's
-CSR backward at 480 and 1,280 dims.
+CSR backward at 480 and 1,280 dims, and a profiled short fit that splits our step into its parts (encoder
+matmul, decode, sparse backward products, Adam, the rest): where the time beyond the floor goes.
 
 What differs between the tools (by design of each, not by our settings):
 - sparsify: its `SparseCoder` and `fused_encoder` (encoder init = nn.Linear default, decoder = normalised
@@ -40,7 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -319,6 +322,36 @@ def step_floor(B: int, d: int, n: int, k: int, repeats: int = 7) -> dict[str, fl
             "floor_ms": med["mm"] + tk, "floor_min_ms": (min(mm) + min(min(tk_torch), min(tk_ours))) * 1e3}
 
 
+#: Parts of a training step by the profiler's names: an op's self time, or an autograd node's total (its kernels
+#: included).
+_STEP_PARTS = {"encoder_matmul": ("aten::mm", "self"),
+               "decode": ("aten::_embedding_bag", "self"),
+               "sparse_backward": (("_DecodeBackward", "_GatherPreBackward"), "total"),
+               "adam": ("aten::_fused_adam_", "self")}
+
+
+def step_breakdown(train: Callable[[], Any], steps: int) -> dict[str, float]:
+    """ms per step of each part of our training step, from torch's profiler over a short fit (`train()` returns
+    the fitted SAE): the encoder matmul, the decode (embedding_bag), the sparse backward products (the values',
+    decoder's and encoder's gradients) and Adam; `rest` is the fit's mean step minus those (top-k, which runs
+    outside torch's operators, the elementwise passes, the projection and normalisation of the decoder, Python)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        sae = train()
+    events = {ev.key: ev for ev in prof.key_averages()}
+    out = {}
+    for part, (names, kind) in _STEP_PARTS.items():
+        names = (names,) if isinstance(names, str) else names
+        us = sum(getattr(events[n], "self_cpu_time_total" if kind == "self" else "cpu_time_total")
+                 for n in names if n in events)
+        out[part] = us / 1e3 / steps
+    tr = sae.provenance.train
+    out["step_mean"] = tr["batch_size"] / tr["vectors_per_s_this_call"] * 1e3
+    out["rest"] = out["step_mean"] - sum(out[p] for p in _STEP_PARTS)
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -458,6 +491,11 @@ def main() -> int:
     floor_frac = floor["floor_ms"] / ours["step_ms"]
     floor_min = min(f["floor_min_ms"] for f in floors)
     floor_frac_min_mean = floor_min / ours["step_ms_mean"]
+    profiled_steps = min(10, steps)
+    breakdown = step_breakdown(
+        lambda: train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
+                          our_train_config(profiled_steps, B, lr, Xtr.shape[0]), progress=False, seed=args.seed,
+                          device="cpu"), profiled_steps)
     micro = {}
     for dim in [int(x) for x in args.micro_dims.split(",") if x]:
         micro[str(dim)] = {k: round(v, 2) for k, v in decoder_microbench(B, args.n_latents, dim, args.k).items()}
@@ -474,6 +512,8 @@ def main() -> int:
           f"{floor['floor_ms']:.0f} ms; our median training step {ours['step_ms']:.0f} ms -> {floor_frac:.1%} of the "
           f"floor (best floor {floor_min:.0f} ms over the whole fit's mean step "
           f"{ours['step_ms_mean']:.0f} ms: {floor_frac_min_mean:.1%})")
+    print(f"where a step goes ({profiled_steps} profiled steps, mean {breakdown['step_mean']:.0f} ms): "
+          + ", ".join(f"{k.replace('_', ' ')} {v:.1f} ms" for k, v in breakdown.items() if k != "step_mean"))
     for dim, m in micro.items():
         print(f"decoder fwd+bwd at {dim} dims, ms per batch: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()))
     load = meter.stop()
@@ -487,6 +527,7 @@ def main() -> int:
         "fvu_ours_minus_fastest_peer": (ours["fvu"] - tools[best]["fvu"]) if best else None,
         "step_floor_ms": floor, "step_floor_fraction": floor_frac,
         "step_floor_fraction_min_over_mean": floor_frac_min_mean, "decoder_fwd_bwd_ms": micro,
+        "step_breakdown_ms": breakdown, "step_breakdown_steps": profiled_steps,
         "headline": {"ours_vectors_per_s": ours["vectors_per_s"], "peer": best,
                      "peer_vectors_per_s": tools[best]["vectors_per_s"] if best else None, "ratio": ratio,
                      "fvu_ours": ours["fvu"], "fvu_peer": tools[best]["fvu"] if best else None,

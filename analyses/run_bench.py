@@ -62,7 +62,8 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
             extra = f"; fair-esm loop {_f(rps.get('fair-esm'))} /s ({m['speedup_vs_fair_esm']:.2f}x)" \
                 if "fair-esm" in rps else ""
             out.append([f"embedding, {m['model']} ({m['layers']} x {m['dim']}), {m['n_residues']:,} residues",
-                        cmd, f"{_f(rps['ours'])} residues/s ({m['roofline_fraction']:.0%} of fp32 roofline)",
+                        cmd, f"{_f(rps['ours'])} residues/s ({m['roofline_fraction']:.0%} of fp32 roofline"
+                        f"{_breakdown(m.get('time_breakdown'))})",
                         f"transformers EsmModel sdpa {_f(rps['transformers'])} /s{extra}",
                         f"{m['speedup_vs_transformers']:.2f}x",
                         f"max rel diff {eq['max_rel']:.1e}, min cosine {eq['min_cosine']:.6f}"])
@@ -84,7 +85,9 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
         return [[f"TopK SAE training, {r['n_train']:,} x {r['dim']}, {r['n_latents']} latents, k={r['k']}, "
                  f"{r['steps']} steps", cmd,
                  f"{_f(ours['vectors_per_s'])} vectors/s, FVU {ours['fvu']:.3f} "
-                 f"(median step: {r['step_floor_fraction']:.0%} of step floor)", peers,
+                 f"(median step: {r['step_floor_fraction']:.0%} of step floor"
+                 f"{_step_parts(r.get('step_breakdown_ms'))})",
+                 peers,
                  f"{_f(r['speedup_vs_fastest_peer'], '.2f')}x vs {md(r['fastest_peer'])}",
                  f"held-out FVU ours - peer {_f(r['fvu_ours_minus_fastest_peer'], '+.1e')}" + topk]]
     if name == "distill":
@@ -108,6 +111,24 @@ def rows_of(name: str, r: dict) -> list[list[str]]:
                  f"fair-esm FastaBatchedDataset {h['peer_s']:.2f} s, +{h['peer_rss_growth_mb']} MB",
                  f"{h['ratio']:.2f}x", "same records and residues"]]
     return []
+
+
+def _breakdown(bd: dict | None) -> str:
+    """The profiled split of our forward's time, which says what keeps it from the roofline ("" if absent)."""
+    if not bd or bd["linear"]["gflops"] is None or bd["attention"]["gflops"] is None:
+        return ""
+    lin, att = bd["linear"], bd["attention"]
+    return (f"; linear layers {lin['fraction_of_ceiling']:.0%} of the GEMM ceiling, attention "
+            f"{att['gflops']:.0f} GFLOP/s in {att['share_of_time']:.0%} of the time")
+
+
+def _step_parts(bd: dict | None) -> str:
+    """A profiled SAE step split into its parts, which says where the time beyond the floor goes ("" if absent)."""
+    if not bd:
+        return ""
+    return (f"; a profiled step of {bd['step_mean']:.0f} ms: encoder matmul {bd['encoder_matmul']:.0f}, "
+            f"sparse backward products {bd['sparse_backward']:.0f}, decode {bd['decode']:.0f}, "
+            f"Adam {bd['adam']:.0f}, rest (top-k, elementwise, Python) {bd['rest']:.0f} ms")
 
 
 def _ceiling_note(results: dict) -> str:

@@ -86,3 +86,57 @@ def test_header_states_the_gemm_ceiling_of_the_run():
     text = run_bench.markdown({**base, "benchmarks": {"embed": embed}})
     assert "140.6 GFLOP/s at its start and 156.0 at its end" in text
     assert "GFLOP/s" not in run_bench.markdown({**base, "benchmarks": {"enrich": {"error": "x"}}})
+
+
+def test_embedding_time_breakdown_profiles_each_part_of_our_forward():
+    """bench_embed's breakdown: the FLOPs of each part add up to the roofline's, and a profiled pass of the real
+    forward of a shipped model finds time in both the linear layers' GEMMs and the attention kernel."""
+    import bench_embed
+    import torch
+
+    from rd_interp.plm.embed import embed_sequences
+    from rd_interp.plm.esm import load_model, shipped_models
+
+    assert bench_embed.flops_by_part([1], 1, 2, 4) == {"linear": 192.0, "attention": 72.0}  # T = 3: 64 T, 4 C T^2
+    assert bench_embed.useful_flops([5, 9], 3, 8, 32) == sum(bench_embed.flops_by_part([5, 9], 3, 8, 32).values())
+
+    model, alphabet, _ = load_model(shipped_models()["mini-S"], device="cpu", with_sha256=False)
+    seqs = ["MKTAYIAKQRQISFVKSHFSRQ" * 4, "MSEQNNTEMTFQIQRIYTKDISFEAPNAPH" * 3, "ACDEFGHIKLMNPQRSTVWY" * 5]
+    C, n_layers, ffn = int(model.embed_dim), int(model.num_layers), int(model.layers[0].fc1.out_features)
+
+    def run() -> None:
+        with torch.no_grad():
+            for _ in embed_sequences(model, alphabet, seqs, device="cpu"):
+                pass
+
+    bd = bench_embed.time_breakdown(run, [len(s) for s in seqs], n_layers, C, ffn, gflops_ceiling=100.0)
+    flops = bench_embed.flops_by_part([len(s) for s in seqs], n_layers, C, ffn)
+    for part in ("linear", "attention"):
+        p = bd[part]
+        assert p["seconds"] > 0 and 0 < p["share_of_time"] <= 1
+        assert p["gflop"] == round(flops[part] / 1e9, 2)
+        assert p["fraction_of_ceiling"] == pytest.approx(p["gflops"] / 100.0, abs=2e-3)
+    assert bd["other_s"] >= 0
+    assert bd["linear"]["seconds"] + bd["attention"]["seconds"] <= bd["wall_s"] + 1e-3
+    row = run_bench._breakdown(bd)
+    assert "of the GEMM ceiling" in row and "GFLOP/s" in row
+    assert run_bench._breakdown(None) == ""
+
+
+def test_sae_step_breakdown_finds_each_part_of_a_real_training_step():
+    """bench_sae's breakdown profiles a short real fit: the matmul, decode, sparse backward and Adam each take
+    time, and with the rest they add up to the fit's mean step."""
+    import bench_sae
+
+    from rd_interp.sae.model import SAEConfig
+    from rd_interp.sae.train import train_sae
+
+    X = bench_sae.synthetic(1024, 16, n_atoms=64, s=4)
+    cfg = bench_sae.our_train_config(3, 256, 1e-3, X.shape[0])
+    bd = bench_sae.step_breakdown(lambda: train_sae(X, SAEConfig("topk", n_latents=128, k=4), cfg, progress=False,
+                                                    seed=0, device="cpu"), 3)
+    for part in ("encoder_matmul", "decode", "sparse_backward", "adam"):
+        assert bd[part] > 0, part
+    assert bd["rest"] + sum(bd[p] for p in bench_sae._STEP_PARTS) == pytest.approx(bd["step_mean"], abs=0.05)
+    text = run_bench._step_parts(bd)
+    assert f"encoder matmul {bd['encoder_matmul']:.0f}" in text and run_bench._step_parts(None) == ""

@@ -192,9 +192,7 @@ def time_breakdown(run, lengths: list[int], n_layers: int, C: int, ffn: int, gfl
     linear layers' GEMMs, attention (the fused SDPA kernel) and the rest (norms, GELU, rotary, copies, Python),
     with the speed of each part against the machine's fp32 GEMM ceiling. This says which part keeps the
     whole forward from the roofline. The profiled pass is a little slower than an unprofiled one."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with benchlib.cpu_profile() as prof:
         t0 = time.perf_counter()
         run()
         wall = time.perf_counter() - t0

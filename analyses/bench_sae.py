@@ -335,9 +335,7 @@ def step_breakdown(train: Callable[[], Any], steps: int) -> dict[str, float]:
     the fitted SAE): the encoder matmul, the decode (embedding_bag), the sparse backward products (the values',
     decoder's and encoder's gradients) and Adam; `rest` is the fit's mean step minus those (top-k, which runs
     outside torch's operators, the elementwise passes, the projection and normalisation of the decoder, Python)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with benchlib.cpu_profile() as prof:
         sae = train()
     events = {ev.key: ev for ev in prof.key_averages()}
     out = {}

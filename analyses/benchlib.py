@@ -355,6 +355,16 @@ def gemm_ceiling(shapes: list[tuple[int, int, int]], threads: int, seconds: floa
             "by_shape": {k: round(v, 1) for k, v in rates.items()}}
 
 
+def cpu_profile():
+    """torch's profiler over CPU operators, for the benchmarks' breakdowns of where time goes. Its tracing library
+    (kineto) logs an "ERROR ... gpuGetDeviceCount failed" on every machine without a GPU; that is no error here,
+    so its log level is raised (unless the user set one)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    return profile(activities=[ProfilerActivity.CPU])
+
+
 # ------------------------------------------------------------------------------------------------
 # the final line
 # ------------------------------------------------------------------------------------------------

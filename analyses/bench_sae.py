@@ -9,7 +9,8 @@ Reported: training throughput (vectors/s of the whole fit) and held-out FVU of e
 with one formula from each tool's reconstructions; ours and sparsify are run twice in alternation
 (ours, sparsify, SAELens..., ours, sparsify) and the median is used. Also measured in the same run: the
 per-step floor (dense encoder matmul + top-k on one batch, by the faster of torch.topk and our kernel,
-which our training uses; median of 7) against our median training step (steps 2..N; the first loads
+which our training uses; median of 7, measured before and after each of our fits, so the floor sees
+the machine as the fit did) against our median training step (steps 2..N; the first loads
 the compiled kernels), and the decoder forward+backward with embedding_bag autograd vs our decoder's
 CSR backward at 480 and 1,280 dims, and a profiled short fit that splits our step into its parts (encoder
 matmul, decode, sparse backward products, Adam, the rest): where the time beyond the floor goes.
@@ -428,6 +429,7 @@ def main() -> int:
         sae = train_sae(Xtr_mm, SAEConfig("topk", n_latents=args.n_latents, k=args.k),
                         our_train_config(steps, B, lr, Xtr.shape[0]), progress=False, seed=args.seed, device="cpu")
         fit_s = time.perf_counter() - t0
+        floors.append(step_floor(B, d, args.n_latents, args.k))  # bracketing the fit: a host that slows during it
         with torch.no_grad():
             rec = np.concatenate([sae.forward(H[s:s + 4096]).numpy() for s in range(0, H.shape[0], 4096)])
         loop_vps = sae.provenance.train["vectors_per_s_this_call"]
@@ -482,7 +484,7 @@ def main() -> int:
     ours = tools["ours"]
     peer_names = [t for t in tools if t != "ours"]
     best = max(peer_names, key=lambda t: tools[t]["vectors_per_s"]) if peer_names else None
-    # the floor's median (over its repeats; the middle of the rounds' floors) over our median step (steps 2..N of
+    # the floor's median (over its repeats; the middle of the floors measured around our fits) over our median step (steps 2..N of
     # each fit; the middle of the fits): one statistic on both sides. Also kept: the best floor over the whole
     # fit's mean step (the first step included), the stricter and noisier figure of earlier results files.
     floor = benchlib.median_item(floors, key=lambda f: f["floor_ms"])

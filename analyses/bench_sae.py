@@ -485,8 +485,9 @@ def main() -> int:
     peer_names = [t for t in tools if t != "ours"]
     best = max(peer_names, key=lambda t: tools[t]["vectors_per_s"]) if peer_names else None
     # the floor's median (over its repeats; the middle of the floors measured around our fits) over our median
-    # step (steps 2..N of each fit; the middle of the fits): one statistic on both sides. Also kept: the best floor over the whole
-    # fit's mean step (the first step included), the stricter and noisier figure of earlier results files.
+    # step (steps 2..N of each fit; the middle of the fits): one statistic on both sides. Also kept: the best
+    # floor over the whole fit's mean step (the first step included), the stricter and noisier figure of earlier
+    # results files.
     floor = benchlib.median_item(floors, key=lambda f: f["floor_ms"])
     floor_frac = floor["floor_ms"] / ours["step_ms"]
     floor_min = min(f["floor_min_ms"] for f in floors)

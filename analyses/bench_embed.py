@@ -183,7 +183,7 @@ def useful_flops(lengths: list[int], n_layers: int, C: int, ffn: int) -> float:
     return sum(flops_by_part(lengths, n_layers, C, ffn).values())
 
 
-#: Profiler op names of each part of our forward (self time, so a wrapper never counts its kernel twice).
+#: Profiler names of the linear layers' GEMMs (attention is any scaled_dot_product kernel); self time is summed.
 _LINEAR_OPS = frozenset({"aten::addmm", "aten::addmm_", "aten::mm"})
 
 
@@ -196,11 +196,8 @@ def time_breakdown(run, lengths: list[int], n_layers: int, C: int, ffn: int, gfl
         t0 = time.perf_counter()
         run()
         wall = time.perf_counter() - t0
-    secs = {"linear": 0.0, "attention": 0.0}
-    for ev in prof.key_averages():
-        part = "linear" if ev.key in _LINEAR_OPS else "attention" if "scaled_dot_product" in ev.key else None
-        if part:
-            secs[part] += ev.self_cpu_time_total / 1e6
+    secs = {"linear": benchlib.op_seconds(prof, _LINEAR_OPS.__contains__),
+            "attention": benchlib.op_seconds(prof, lambda name: "scaled_dot_product" in name)}
     flops = flops_by_part(lengths, n_layers, C, ffn)
     out: dict = {"wall_s": round(wall, 3), "other_s": round(max(0.0, wall - sum(secs.values())), 3)}
     for part, s in secs.items():

@@ -323,12 +323,12 @@ def step_floor(B: int, d: int, n: int, k: int, repeats: int = 7) -> dict[str, fl
             "floor_ms": med["mm"] + tk, "floor_min_ms": (min(mm) + min(min(tk_torch), min(tk_ours))) * 1e3}
 
 
-#: Parts of a training step by the profiler's names: an op's self time, or an autograd node's total (its kernels
-#: included).
-_STEP_PARTS = {"encoder_matmul": ("aten::mm", "self"),
-               "decode": ("aten::_embedding_bag", "self"),
-               "sparse_backward": (("_DecodeBackward", "_GatherPreBackward"), "total"),
-               "adam": ("aten::_fused_adam_", "self")}
+#: Parts of a training step: (the profiler's operator names, inclusive?): an op's self time, or an autograd node's
+#: total (its kernels included).
+_STEP_PARTS = {"encoder_matmul": ({"aten::mm"}, False),
+               "decode": ({"aten::_embedding_bag"}, False),
+               "sparse_backward": ({"_DecodeBackward", "_GatherPreBackward"}, True),
+               "adam": ({"aten::_fused_adam_"}, False)}
 
 
 def step_breakdown(train: Callable[[], Any], steps: int) -> dict[str, float]:
@@ -338,13 +338,8 @@ def step_breakdown(train: Callable[[], Any], steps: int) -> dict[str, float]:
     outside torch's operators, the elementwise passes, the projection and normalisation of the decoder, Python)."""
     with benchlib.cpu_profile() as prof:
         sae = train()
-    events = {ev.key: ev for ev in prof.key_averages()}
-    out = {}
-    for part, (names, kind) in _STEP_PARTS.items():
-        names = (names,) if isinstance(names, str) else names
-        us = sum(getattr(events[n], "self_cpu_time_total" if kind == "self" else "cpu_time_total")
-                 for n in names if n in events)
-        out[part] = us / 1e3 / steps
+    out = {part: benchlib.op_seconds(prof, names.__contains__, inclusive=inclusive) * 1e3 / steps
+           for part, (names, inclusive) in _STEP_PARTS.items()}
     tr = sae.provenance.train
     out["step_mean"] = tr["batch_size"] / tr["vectors_per_s_this_call"] * 1e3
     out["rest"] = out["step_mean"] - sum(out[p] for p in _STEP_PARTS)

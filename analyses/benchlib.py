@@ -365,6 +365,14 @@ def cpu_profile():
     return profile(activities=[ProfilerActivity.CPU])
 
 
+def op_seconds(prof, match: Callable[[str], bool], *, inclusive: bool = False) -> float:
+    """Seconds a finished `cpu_profile` spent in the operators whose name `match`es: their self time (a wrapper
+    never counts its kernel twice), or with `inclusive` their total with everything they called (an autograd
+    node's own Python kernels are no operators of their own)."""
+    field = "cpu_time_total" if inclusive else "self_cpu_time_total"
+    return sum(getattr(ev, field) for ev in prof.key_averages() if match(ev.key)) / 1e6
+
+
 # ------------------------------------------------------------------------------------------------
 # the final line
 # ------------------------------------------------------------------------------------------------

@@ -189,10 +189,12 @@ def _sae_grads(arch: str, dev: torch.device, dtype: torch.dtype) -> tuple[dict[s
     with torch.no_grad():  # the selection, recomputed: TopK per row, BatchTopK over the batch
         xp = sae.preprocess(x.to(device=dev, dtype=dtype))
         pre = F.relu((xp - sae.b_dec) @ sae.W_enc + sae.b_enc)
-        top = pre.topk(8, dim=1).indices if arch == "topk" else pre.reshape(-1).topk(8 * x.shape[0]).indices
-        selected = torch.zeros(pre.numel() if arch != "topk" else pre.shape, dtype=torch.bool, device=dev)
-        selected = (selected.scatter_(1, top, True) if arch == "topk" else selected.index_fill_(0, top, True))
-        selected = (selected.reshape(pre.shape) & (pre > 0)).cpu()
+        selected = torch.zeros_like(pre, dtype=torch.bool)
+        if arch == "topk":
+            selected.scatter_(1, pre.topk(8, dim=1).indices, True)
+        else:
+            selected.view(-1)[pre.reshape(-1).topk(8 * x.shape[0]).indices] = True
+        selected = (selected & (pre > 0)).cpu()
     return {n: p.grad.detach().double().cpu() for n, p in sae.named_parameters()}, selected
 
 
